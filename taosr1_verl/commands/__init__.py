@@ -1,0 +1,1 @@
+"""``taosr1`` subcommands, one module per stage (see ``taosr1_verl.cli``)."""

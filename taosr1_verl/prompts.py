@@ -1,0 +1,148 @@
+"""(query, item) -> chat messages that define the labels and the required answer format.
+
+Layout, chosen for serving: everything that depends only on the query comes first (system message, then
+the query line), the item last. All items of one query therefore share a token prefix, which vLLM's
+prefix caching and the HF backend's KV-prefix reuse exploit (see ``taosr1_verl.scoring``).
+
+Long item text is truncated deterministically to per-field character budgets (``PromptConfig``): the cut
+falls on the last space inside the budget (when there is one in its last fifth) and is marked with "…".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from taosr1_verl.response import FORMATS, ResponseFormat
+from taosr1_verl.schema import LabelSchema, get_schema
+
+ELLIPSIS = "…"
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How prompts are built. The defaults suit real models; ``instructions="compact"`` suits tiny ones."""
+
+    max_query_chars: int = 200
+    """Queries longer than this are truncated (users paste odd things into search boxes)."""
+    max_title_chars: int = 200
+    """Character budget of the item title."""
+    max_attributes_chars: int = 300
+    """Character budget of the rendered attribute list."""
+    max_description_chars: int = 500
+    """Character budget of the item description."""
+    instructions: Literal["full", "compact"] = "full"
+    """``full``: label definitions and the five reasoning steps; ``compact``: one short line (tiny models)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_query_chars", "max_title_chars", "max_attributes_chars", "max_description_chars"):
+            if getattr(self, name) < 8:
+                raise ValueError(f"PromptConfig.{name} must be at least 8, got {getattr(self, name)}")
+        if self.instructions not in ("full", "compact"):
+            raise ValueError(f"PromptConfig.instructions must be 'full' or 'compact', got {self.instructions!r}")
+
+
+def truncate(text: str, budget: int) -> str:
+    """Deterministically shorten ``text`` to at most ``budget`` characters, marking the cut with "…".
+
+    Example:
+        >>> truncate("solid oak dining table with four chairs", 20)
+        'solid oak dining…'
+    """
+    text = " ".join(text.split())
+    if len(text) <= budget:
+        return text
+    cut = text[: budget - 1]
+    space = cut.rfind(" ")
+    if space >= (budget - 1) * 4 // 5:
+        cut = cut[:space]
+    return cut.rstrip() + ELLIPSIS
+
+
+def render_attributes(attributes: Mapping[str, Any] | str | None) -> str:
+    """``{"colour": "red", "material": "oak"}`` -> ``"colour: red; material: oak"`` (input order kept)."""
+    if attributes is None:
+        return ""
+    if isinstance(attributes, str):
+        return attributes.strip()
+    parts = []
+    for key, value in attributes.items():
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        parts.append(f"{key}: {value}")
+    return "; ".join(parts)
+
+
+def _answer_format(schema: LabelSchema, fmt: ResponseFormat) -> str:
+    labels = "/".join(schema.labels)
+    if fmt == "post_cot":
+        return (
+            f"Answer format: the first line is only the label ({labels}); then your reasoning inside "
+            "<think> and </think>; nothing after </think>."
+        )
+    return (
+        f"Answer format: your reasoning inside <think> and </think> first; then the label ({labels}) "
+        "alone on the last line."
+    )
+
+
+def system_prompt(schema: LabelSchema | str | None = None, fmt: ResponseFormat = "post_cot",
+                  instructions: Literal["full", "compact"] = "full") -> str:
+    """The system message: the task, the label definitions and the answer format."""
+    schema = get_schema(schema)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown response format {fmt!r}; expected one of {FORMATS}")
+    if instructions == "compact":
+        levels = ", ".join(f"{lv.label} {lv.name}" for lv in schema.levels)
+        return f"Rate query-item relevance: {levels}. {_answer_format(schema, fmt)}"
+    lines = [
+        "You judge the relevance of a product to an e-commerce search query.",
+        "Labels:",
+        *(f"{lv.label} = {lv.name}: {lv.description}" for lv in schema.levels),
+        "Reason in five steps: query understanding, item understanding, category match, attribute match, "
+        "verdict.",
+        _answer_format(schema, fmt),
+    ]
+    return "\n".join(lines)
+
+
+def build_messages(
+    query: str,
+    title: str,
+    attributes: Mapping[str, Any] | str | None = None,
+    description: str | None = None,
+    *,
+    schema: LabelSchema | str | None = None,
+    fmt: ResponseFormat = "post_cot",
+    config: PromptConfig | None = None,
+) -> list[dict[str, str]]:
+    """Chat messages asking for the relevance label of one (query, item) pair.
+
+    Raises ``ValueError`` for an empty query or title (there is nothing to judge).
+
+    Example:
+        >>> msgs = build_messages("red oak table", "Oak dining table", {"colour": "red"},
+        ...                       config=PromptConfig(instructions="compact"))
+        >>> [m["role"] for m in msgs]
+        ['system', 'user']
+        >>> print(msgs[1]["content"])
+        Query: red oak table
+        Item: Oak dining table
+        Attributes: colour: red
+    """
+    config = config or PromptConfig()
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError(f"query must be a non-empty string, got {query!r}")
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError(f"item title must be a non-empty string, got {title!r}")
+    user = [f"Query: {truncate(query, config.max_query_chars)}", f"Item: {truncate(title, config.max_title_chars)}"]
+    attrs = render_attributes(attributes)
+    if attrs:
+        user.append(f"Attributes: {truncate(attrs, config.max_attributes_chars)}")
+    if description and description.strip():
+        user.append(f"Description: {truncate(description, config.max_description_chars)}")
+    return [
+        {"role": "system", "content": system_prompt(schema, fmt, config.instructions)},
+        {"role": "user", "content": "\n".join(user)},
+    ]
