@@ -1,0 +1,1 @@
+"""Evaluation: label metrics (scikit-learn), generate vs first-token modes, reports with plots."""
