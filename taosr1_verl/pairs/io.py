@@ -1,0 +1,344 @@
+"""Readers and writers of the pass@N stage.
+
+Inputs:
+
+* prompts: the RL parquet (verl ``RLHFDataset`` layout: ``prompt`` = chat messages,
+  ``reward_model.ground_truth``, ``extra_info.index``; optional ``extra_info.pair_id``);
+* responses generated elsewhere: verl ``main_generation_server`` output (the input parquet plus a
+  ``responses`` column, a list of N strings per row), or JSONL with either ``{"index", "responses": [...]}``
+  per prompt or ``{"index", "response"}`` per sample;
+* teacher answers: JSONL ``{"pair_id", "response"}`` (``pair_id`` matched against ``extra_info.pair_id``,
+  else against the dataset index as a string).
+
+Outputs (all written atomically: temp file then ``os.replace``): the samples JSONL (resumable), the pairs
+file (parquet + optional JSONL, TRL conversational ``prompt/chosen/rejected``), the difficulty parquet,
+and the report (markdown, JSON, pass@k PNG).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DIFFICULTY_COLUMNS: tuple[str, ...] = ("index", "n", "correct", "pass_rate", "pass_at_k")
+
+
+@dataclass
+class PromptRow:
+    """One RL prompt: what pass@N samples and grades."""
+
+    index: int
+    prompt: list[dict[str, str]]
+    ground_truth: Any
+    pair_id: str
+    data_source: str = ""
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_parquet(table: Any, path: str | os.PathLike[str]) -> None:
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _field(row: Mapping[str, Any], dotted: str, where: str) -> Any:
+    cur: Any = row
+    for part in dotted.split("."):
+        if not isinstance(cur, Mapping) or part not in cur or cur[part] is None:
+            raise ValueError(f"{where}: missing field {dotted!r}")
+        cur = cur[part]
+    return cur
+
+
+def _messages(value: Any, where: str) -> list[dict[str, str]]:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where}: field 'prompt' must be a non-empty list of chat messages")
+    out = []
+    for j, m in enumerate(value):
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: field 'prompt[{j}]' must have string 'role' and 'content'")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def _index(value: Any, where: str) -> int:
+    ok = isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())
+    ok = ok or (hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu")
+    if isinstance(value, bool) or not ok:
+        raise ValueError(f"{where}: field 'extra_info.index' must be a non-negative int, got {value!r}")
+    idx = int(value)
+    if idx < 0:
+        raise ValueError(f"{where}: field 'extra_info.index' must be a non-negative int, got {value!r}")
+    return idx
+
+
+# ---- prompts --------------------------------------------------------------------------------------
+
+
+def rows_to_prompts(rows: Iterable[Mapping[str, Any]], source: str, prompt_key: str = "prompt") -> list[PromptRow]:
+    """Validate RL rows; raises ``ValueError`` naming the file, row and field of the first bad one."""
+    out: list[PromptRow] = []
+    seen: dict[int, int] = {}
+    for r, row in enumerate(rows):
+        where = f"{source} row {r}"
+        msgs = _messages(_field(row, prompt_key, where), where)
+        gt = _field(row, "reward_model.ground_truth", where)
+        idx = _index(_field(row, "extra_info.index", where), where)
+        if idx in seen:
+            raise ValueError(f"{where}: extra_info.index {idx} already used by row {seen[idx]}")
+        seen[idx] = r
+        info = row.get("extra_info") or {}
+        pair_id = info.get("pair_id")
+        out.append(PromptRow(idx, msgs, gt, str(pair_id) if pair_id is not None else str(idx), str(row.get("data_source") or "")))
+    return out
+
+
+def read_prompts(path: str | os.PathLike[str], prompt_key: str = "prompt") -> list[PromptRow]:
+    """Read the RL parquet (or JSONL) of prompts."""
+    return rows_to_prompts(_read_rows(path), str(path), prompt_key)
+
+
+def _read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix in (".jsonl", ".json"):
+        return list(_iter_jsonl(path))
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def _iter_jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object")
+            yield row
+
+
+# ---- teacher --------------------------------------------------------------------------------------
+
+
+def read_teacher(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``{pair_id: response}`` from a teacher JSONL (``{"pair_id": ..., "response": ...}`` per line)."""
+    out: dict[str, str] = {}
+    for lineno, row in enumerate(_iter_jsonl(Path(path)), 1):
+        if "pair_id" not in row or row["pair_id"] is None:
+            raise ValueError(f"{path}:{lineno}: missing field 'pair_id'")
+        resp = row.get("response")
+        if not isinstance(resp, str):
+            raise ValueError(f"{path}:{lineno}: field 'response' must be a string")
+        key = str(row["pair_id"])
+        if key in out:
+            logger.warning("%s:%d: pair_id %s repeated; keeping the first answer", path, lineno, key)
+            continue
+        out[key] = resp
+    return out
+
+
+# ---- responses ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ResponseSet:
+    """Responses per dataset index, plus rows that could not be used (with the reason)."""
+
+    responses: dict[int, list[str]]
+    n_tokens: dict[int, list[int]]
+    dropped: list[dict[str, Any]]
+
+
+def read_responses(path: str | os.PathLike[str], prompt_key: str = "prompt") -> tuple[ResponseSet, list[PromptRow] | None]:
+    """Read externally generated responses.
+
+    * ``.parquet``: verl ``main_generation_server`` output (RL rows + ``responses``); the prompts come with
+      it and are returned as the second item.
+    * ``.jsonl``: per prompt ``{"index", "responses": [...]}`` or per sample ``{"index", "response"}``
+      (optional ``n_tokens``); the prompts must come from the RL parquet (second item ``None``).
+
+    Non-string responses are kept as their ``str()``: they are graded as malformed, never trusted.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    rs = ResponseSet({}, {}, [])
+    if path.suffix == ".parquet":
+        rows = _read_rows(path)
+        prompts = rows_to_prompts(rows, str(path), prompt_key)
+        for r, (row, p) in enumerate(zip(rows, prompts, strict=True)):
+            resp = row.get("responses")
+            if hasattr(resp, "tolist"):
+                resp = resp.tolist()
+            if not isinstance(resp, list):
+                raise ValueError(f"{path} row {r}: field 'responses' must be a list of strings (verl generation output)")
+            rs.responses[p.index] = [x if isinstance(x, str) else str(x) for x in resp]
+        return rs, prompts
+    for lineno, row in enumerate(_iter_jsonl(path), 1):
+        where = f"{path}:{lineno}"
+        if "index" not in row:
+            raise ValueError(f"{where}: missing field 'index'")
+        idx = _index(row["index"], where)
+        if "responses" in row:
+            resp = row["responses"]
+            if not isinstance(resp, list):
+                raise ValueError(f"{where}: field 'responses' must be a list")
+            texts = [x if isinstance(x, str) else str(x) for x in resp]
+            toks = row.get("n_tokens")
+            tok_list = [int(t) for t in toks] if isinstance(toks, list) and len(toks) == len(texts) else None
+        elif "response" in row:
+            x = row["response"]
+            texts = [x if isinstance(x, str) else str(x)]
+            tok_list = [int(row["n_tokens"])] if isinstance(row.get("n_tokens"), int) else None
+        else:
+            raise ValueError(f"{where}: needs a 'responses' list or a 'response' field")
+        rs.responses.setdefault(idx, []).extend(texts)
+        if tok_list is not None:
+            rs.n_tokens.setdefault(idx, []).extend(tok_list)
+    return rs, None
+
+
+def read_samples_done(path: str | os.PathLike[str]) -> ResponseSet:
+    """Read our own samples JSONL for resuming; a truncated last line (a killed run) is ignored."""
+    rs = ResponseSet({}, {}, [])
+    path = Path(path)
+    if not path.exists():
+        return rs
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+                idx = int(row["index"])
+                rs.responses[idx] = list(row["responses"])
+                rs.n_tokens[idx] = [int(t) for t in row.get("n_tokens", [])]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                logger.warning("%s:%d: incomplete line ignored (will be regenerated)", path, lineno)
+    return rs
+
+
+def _drop_torn_tail(path: Path) -> None:
+    # A killed run may leave half a line; cut it so the next append starts on a fresh line.
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)
+
+
+def append_samples(path: str | os.PathLike[str], indices: Sequence[int], samples: Sequence[Sequence[Any]]) -> None:
+    """Append one JSON line per prompt and fsync, so a killed run resumes after the last whole chunk."""
+    lines = []
+    for idx, ss in zip(indices, samples, strict=True):
+        lines.append(json.dumps({"index": int(idx), "responses": [s.text for s in ss], "n_tokens": [s.n_tokens for s in ss]}))
+    _drop_torn_tail(Path(path))
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# ---- writers --------------------------------------------------------------------------------------
+
+
+def write_pairs(pairs: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], jsonl: bool = False) -> Path:
+    """Write the pairs parquet (TRL conversational ``prompt``/``chosen``/``rejected`` + provenance)."""
+    import pyarrow as pa
+
+    msg = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    schema = pa.schema(
+        [
+            ("prompt", msg),
+            ("chosen", msg),
+            ("rejected", msg),
+            ("index", pa.int64()),
+            ("gold", pa.int64()),
+            ("chosen_source", pa.string()),
+            ("chosen_pred", pa.int64()),
+            ("rejected_pred", pa.int64()),
+            ("rejected_format_ok", pa.int64()),
+            ("n", pa.int64()),
+            ("correct", pa.int64()),
+        ]
+    )
+    table = pa.Table.from_pylist([{k: p[k] for k in schema.names} for p in pairs], schema=schema)
+    path = Path(path)
+    _atomic_parquet(table, path)
+    if jsonl:
+        data = "".join(json.dumps({k: p[k] for k in schema.names}, ensure_ascii=False) + "\n" for p in pairs)
+        atomic_write_bytes(path.with_suffix(".jsonl"), data.encode("utf-8"))
+    return path
+
+
+def write_difficulty(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write the difficulty parquet read by the dynamic sampler (columns :data:`DIFFICULTY_COLUMNS`)."""
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [
+            ("index", pa.int64()),
+            ("n", pa.int64()),
+            ("correct", pa.int64()),
+            ("pass_rate", pa.float64()),
+            ("pass_at_k", pa.list_(pa.float64())),
+            ("format_ok", pa.int64()),
+        ]
+    )
+    table = pa.Table.from_pylist([{k: r[k] for k in schema.names} for r in rows], schema=schema)
+    _atomic_parquet(table, path)
+    return Path(path)
+
+
+def read_difficulty(path: str | os.PathLike[str]) -> dict[int, dict[str, Any]]:
+    """``{index: row}`` from a difficulty parquet (the reader the dynamic sampler can use)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    missing = [c for c in DIFFICULTY_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: not a difficulty file, missing columns {missing}")
+    return {int(r["index"]): r for r in table.to_pylist()}

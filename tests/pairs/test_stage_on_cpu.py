@@ -1,0 +1,141 @@
+"""The pass@N stage on externally generated responses: readers, grading, files, report, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taosr1_verl.pairs.generate import Sample
+from taosr1_verl.pairs.io import append_samples, read_difficulty, read_prompts, read_samples_done
+from taosr1_verl.pairs.passk import pass_at_k_curve
+from taosr1_verl.pairs.stage import run_pairs
+from taosr1_verl.prompts import build_messages
+from taosr1_verl.response import format_response
+
+GOLD = ["4", "2", "1", "3"]
+
+
+def rl_rows() -> list[dict]:
+    items = [("oak table", "Oak table"), ("red sofa", "Blue sofa"), ("lamp", "Garden hose"), ("desk", "Desk, no drawers")]
+    return [
+        {
+            "data_source": "synthetic",
+            "prompt": build_messages(q, t),
+            "ability": "relevance",
+            "reward_model": {"style": "rule", "ground_truth": GOLD[i]},
+            "extra_info": {"split": "train", "index": 10 + i, "pair_id": f"p{i}"},
+        }
+        for i, (q, t) in enumerate(items)
+    ]
+
+
+def ok(label: str, why: str = "r") -> str:
+    return format_response(label, why)
+
+
+# idx 10: mixed; 11: all wrong (teacher p1 right); 12: all right; 13: all wrong, no teacher
+RESPONSES = {10: [ok("4"), ok("3"), "junk"], 11: [ok("1"), ok("3")], 12: [ok("1"), ok("1", "x")], 13: [ok("4"), ok("2")]}
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    rows = rl_rows()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "rl.parquet")
+    # verl main_generation_server layout: the input rows plus a `responses` list column.
+    gen = [dict(r, responses=RESPONSES[r["extra_info"]["index"]]) for r in rows]
+    pq.write_table(pa.Table.from_pylist(gen), tmp_path / "gen.parquet")
+    with open(tmp_path / "resp.jsonl", "w") as f:
+        for idx, rs in RESPONSES.items():
+            for r in rs:  # one line per sample
+                f.write(json.dumps({"index": idx, "response": r}) + "\n")
+        f.write(json.dumps({"index": 99, "response": ok("4")}) + "\n")  # no such prompt
+    (tmp_path / "teacher.jsonl").write_text(json.dumps({"pair_id": "p1", "response": ok("2", "teacher")}) + "\n")
+    return {"rl": tmp_path / "rl.parquet", "gen": tmp_path / "gen.parquet", "jsonl": tmp_path / "resp.jsonl",
+            "teacher": tmp_path / "teacher.jsonl", "dir": tmp_path}
+
+
+@pytest.mark.parametrize("source", ["gen", "jsonl"])
+def test_external_responses_end_to_end(files: dict[str, Path], source: str) -> None:
+    out = files["dir"] / f"out_{source}"
+    res = run_pairs(files[source], out, prompts_path=files["rl"], teacher=files["teacher"], jsonl=True)
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["outcomes"] == {
+        "paired_self": 1, "paired_teacher": 1, "skipped_all_correct": 1, "skipped_no_teacher": 1,
+        "skipped_teacher_wrong": 0, "skipped_no_samples": 0,
+    }
+    assert rep["skipped_indices"] == {"skipped_all_correct": [12], "skipped_no_teacher": [13]}
+    assert rep["samples"] == 9 and rep["malformed_samples"] == 1
+    assert len(rep["dropped_responses"]) == (1 if source == "jsonl" else 0)
+    # Pairs file: TRL conversational layout, readable by datasets.
+    from datasets import Dataset
+
+    ds = Dataset.from_parquet(str(out / "pairs.parquet"))
+    assert ds.num_rows == len(res.pairs) == 2
+    row = ds[0]
+    assert row["prompt"][-1]["role"] == "user" and row["chosen"][0]["role"] == "assistant"
+    assert {r["chosen_source"] for r in ds} == {"self", "teacher"}
+    assert len((out / "pairs.jsonl").read_text().splitlines()) == 2
+    # Difficulty file keyed by extra_info.index.
+    diff = read_difficulty(out / "difficulty.parquet")
+    assert sorted(diff) == [10, 11, 12, 13]
+    assert (diff[10]["n"], diff[10]["correct"]) == (3, 1)
+    assert diff[10]["pass_at_k"] == pytest.approx(pass_at_k_curve(3, 1))
+    assert diff[12]["pass_rate"] == 1.0 and diff[13]["pass_rate"] == 0.0
+    assert (out / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| paired_teacher | 1 |" in (out / "report.md").read_text()
+
+
+def test_prompt_without_responses_is_accounted(files: dict[str, Path], tmp_path: Path) -> None:
+    p = tmp_path / "few.jsonl"
+    p.write_text(json.dumps({"index": 10, "responses": RESPONSES[10]}) + "\n")
+    res = run_pairs(p, tmp_path / "o", prompts_path=files["rl"])
+    assert res.report["outcomes"]["skipped_no_samples"] == 3
+    assert res.report["prompts"] == sum(res.report["outcomes"].values()) == 4
+
+
+def test_bad_prompt_rows_name_file_row_and_field(tmp_path: Path) -> None:
+    rows = rl_rows()
+    del rows[2]["reward_model"]["ground_truth"]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match=r"bad.parquet row 2: missing field 'reward_model.ground_truth'"):
+        read_prompts(tmp_path / "bad.parquet")
+    rows = rl_rows()
+    rows[3]["extra_info"]["index"] = 10
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "dup.parquet")
+    with pytest.raises(ValueError, match=r"row 3: extra_info.index 10 already used by row 0"):
+        read_prompts(tmp_path / "dup.parquet")
+
+
+def test_unknown_gold_label_is_an_error_naming_the_prompt(files: dict[str, Path], tmp_path: Path) -> None:
+    rows = rl_rows()
+    rows[1]["reward_model"]["ground_truth"] = "7"
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "g.parquet")
+    with pytest.raises(ValueError, match="prompt index 11"):
+        run_pairs(files["jsonl"], tmp_path / "o", prompts_path=tmp_path / "g.parquet")
+
+
+def test_bad_response_lines(tmp_path: Path, files: dict[str, Path]) -> None:
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"index": 10, "response": "x"}\n{"response": "y"}\n')
+    with pytest.raises(ValueError, match=r"r.jsonl:2: missing field 'index'"):
+        run_pairs(p, tmp_path / "o", prompts_path=files["rl"])
+    p.write_text('{"index": 10, "response": "x"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"r.jsonl:2: not valid JSON"):
+        run_pairs(p, tmp_path / "o", prompts_path=files["rl"])
+    with pytest.raises(ValueError, match="needs the prompts parquet"):
+        run_pairs(files["jsonl"], tmp_path / "o")
+
+
+def test_samples_file_resumes_after_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "samples.jsonl"
+    append_samples(path, [1, 2], [[Sample("a", 3)], [Sample("b", 4)]])
+    with open(path, "a") as f:
+        f.write('{"index": 3, "respon')  # killed mid-write
+    done = read_samples_done(path)
+    assert done.responses == {1: ["a"], 2: ["b"]} and done.n_tokens[2] == [4]
+    append_samples(path, [3], [[Sample("c", 1)]])
+    assert read_samples_done(path).responses == {1: ["a"], 2: ["b"], 3: ["c"]}
