@@ -1,0 +1,175 @@
+"""What every first-token backend shares: prompt rendering to token ids, label token ids, the shared
+prefix of a group of prompts, and the ``score_*`` entry points.
+
+A backend implements one method, :meth:`FirstTokenScorer._score_group`: label logits (or log-probs; any
+per-row shift is fine) of the label tokens at the first response position for a group of prompts that
+share a token prefix. Everything else (rendering, checks, grouping, softmax over the label tokens) is here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from taosr1_verl.schema import LabelSchema, get_schema
+from taosr1_verl.scoring.cumpt import softmax
+
+logger = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+def render_prompt_ids(tokenizer: Any, messages: Messages) -> list[int]:
+    """Token ids of a chat prompt followed by the assistant turn opener (``add_generation_prompt=True``).
+
+    Rendered to text first and then encoded without extra special tokens, so the ids are exactly what
+    the chat template writes (no doubled BOS).
+    """
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest common token prefix of ``seqs`` (0 for none or an empty list).
+
+    Example:
+        >>> common_prefix_len([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])
+        2
+    """
+    if not seqs:
+        return 0
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+        if n == 0:
+            break
+    return n
+
+
+def label_ids_in_order(schema: LabelSchema, tokenizer: Any) -> list[int]:
+    """Token id of each label, in ``schema.levels`` order (raises when a label is not one token)."""
+    by_level = schema.label_token_ids(tokenizer)
+    return [by_level[lv.level] for lv in schema.levels]
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """One scored (query, item) pair."""
+
+    probs: tuple[float, ...]
+    """Label probabilities in ``schema.levels`` order."""
+    level: int
+    tier: str
+
+
+class FirstTokenScorer:
+    """Base class: label probabilities from the first generated position of a chat prompt.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer with a chat template.
+        schema: label schema (preset name or object); each label must be one token of ``tokenizer``.
+        max_prompt_tokens: prompts longer than this raise ``ValueError`` naming the row (default: unbounded).
+    """
+
+    name = "base"
+
+    def __init__(self, tokenizer: Any, schema: LabelSchema | str | None = None,
+                 max_prompt_tokens: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.schema = get_schema(schema)
+        self.label_ids = label_ids_in_order(self.schema, tokenizer)
+        self.max_prompt_tokens = max_prompt_tokens
+
+    # ---- the one method a backend implements -------------------------------------------------------
+    def _score_group(self, seqs: list[list[int]], prefix_len: int) -> np.ndarray:
+        """``(len(seqs), L)`` label logits or log-probs; ``prefix_len`` tokens are shared by all seqs."""
+        raise NotImplementedError
+
+    # ---- entry points ---------------------------------------------------------------------------------
+    def render(self, prompts: Iterable[Messages]) -> list[list[int]]:
+        return [render_prompt_ids(self.tokenizer, m) for m in prompts]
+
+    def check_ids(self, seqs: Sequence[Sequence[int]], row_offset: int = 0) -> None:
+        for i, s in enumerate(seqs):
+            if len(s) == 0:
+                raise ValueError(f"row {row_offset + i}: empty prompt")
+            if self.max_prompt_tokens is not None and len(s) > self.max_prompt_tokens:
+                raise ValueError(
+                    f"row {row_offset + i}: prompt has {len(s)} tokens, more than max_prompt_tokens="
+                    f"{self.max_prompt_tokens}; shorten the item text (PromptConfig budgets)"
+                )
+
+    def score_ids(self, seqs: Sequence[Sequence[int]], groups: Sequence[Any] | None = None,
+                  progress: bool = False) -> np.ndarray:
+        """Label probabilities ``(n, L)`` for token-id prompts.
+
+        ``groups`` (one key per row, e.g. the query) tells which rows share a prefix: the shared prefix of
+        a group is computed once from its tokens and reused where the backend can. Without ``groups`` the
+        whole call is one group (the system prompt is still shared). Output rows follow input order.
+        """
+        seqs = [list(map(int, s)) for s in seqs]
+        self.check_ids(seqs)
+        out = np.zeros((len(seqs), len(self.label_ids)), dtype=np.float64)
+        if not seqs:
+            return out
+        keys = [0] * len(seqs) if groups is None else list(groups)
+        if len(keys) != len(seqs):
+            raise ValueError(f"{len(seqs)} prompts but {len(keys)} group keys")
+        order: dict[Any, list[int]] = {}
+        for i, k in enumerate(keys):
+            order.setdefault(k, []).append(i)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(seqs), desc=f"scoring ({self.name})", unit="item")
+        for rows in order.values():
+            group = [seqs[i] for i in rows]
+            # Leave at least one token per prompt outside the prefix: its position gives the logits.
+            prefix = min(common_prefix_len(group), min(len(s) for s in group) - 1)
+            out[rows] = softmax(np.asarray(self._score_group(group, prefix), dtype=np.float64))
+            if bar is not None:
+                bar.update(len(rows))
+        if bar is not None:
+            bar.close()
+        return out
+
+    def score_messages(self, prompts: Sequence[Messages], groups: Sequence[Any] | None = None,
+                       progress: bool = False) -> np.ndarray:
+        """Label probabilities for chat prompts (e.g. the ``prompt`` column of an RL/eval parquet)."""
+        return self.score_ids(self.render(prompts), groups=groups, progress=progress)
+
+    def score_items(self, query: str, items: Sequence[Mapping[str, Any]], *, fmt: str = "post_cot",
+                    prompt_config: Any = None, progress: bool = False) -> np.ndarray:
+        """Label probabilities of each item (``title`` required; ``attributes``, ``description``) for one query.
+
+        Prompts come from :func:`taosr1_verl.prompts.build_messages`, whose query part comes first, so the
+        items share a long prefix.
+        """
+        from taosr1_verl.prompts import build_messages
+
+        msgs = []
+        for i, it in enumerate(items):
+            try:
+                msgs.append(build_messages(query, it.get("title", ""), it.get("attributes"), it.get("description"),
+                                           schema=self.schema, fmt=fmt, config=prompt_config))
+            except ValueError as e:
+                raise ValueError(f"item {i}: {e}") from None
+        return self.score_messages(msgs, progress=progress)
+
+    def close(self) -> None:
+        """Free the engine (backends with processes override this)."""
+
+    def __enter__(self) -> FirstTokenScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
