@@ -23,7 +23,6 @@ so a megabyte of garbage costs well under a millisecond per scan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from taosr1_verl.schema import LabelSchema, get_schema
@@ -35,22 +34,47 @@ THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
 
-@dataclass(frozen=True, slots=True)
 class ParsedResponse:
-    """Result of parsing one response. ``level`` is ``None`` exactly when ``error`` is set."""
+    """Result of parsing one response. ``level`` is ``None`` exactly when ``error`` is set.
 
-    level: int | None
-    label: str | None
-    reasoning: str | None
-    error: str | None
+    ``reasoning`` (the stripped text inside ``<think>``) is sliced out only when read: the reward needs
+    the label alone, and copying kilobytes of reasoning per rollout would dominate its cost.
+    """
+
+    __slots__ = ("level", "label", "error", "_text", "_a", "_b")
+
+    def __init__(self, level: int | None, label: str | None, error: str | None,
+                 text: str | None = None, a: int = 0, b: int = 0) -> None:
+        self.level = level
+        self.label = label
+        self.error = error
+        self._text = text
+        self._a = a
+        self._b = b
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def reasoning(self) -> str | None:
+        return None if self._text is None else self._text[self._a : self._b].strip()
+
+    def __repr__(self) -> str:
+        return (f"ParsedResponse(level={self.level!r}, label={self.label!r}, "
+                f"reasoning={self.reasoning!r}, error={self.error!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ParsedResponse):
+            return NotImplemented
+        return (self.level, self.label, self.reasoning, self.error) == (
+            other.level, other.label, other.reasoning, other.error)
+
+    __hash__ = None  # type: ignore[assignment]
+
 
 def _bad(reason: str) -> ParsedResponse:
-    return ParsedResponse(None, None, None, reason)
+    return ParsedResponse(None, None, reason)
 
 
 # Shared instances: the malformed results carry no per-call data.
@@ -66,42 +90,54 @@ _BAD_LABEL = _bad("label_not_in_schema")
 _TEXT_BEFORE_THINK = _bad("text_before_think")
 _LABEL_NOT_ALONE = _bad("label_not_on_own_line")
 
+_OPEN_LEN = len(THINK_OPEN)
+_CLOSE_LEN = len(THINK_CLOSE)
+
 
 def _parse_post_cot(text: str, table: dict[str, int]) -> ParsedResponse:
-    s = text.strip()
-    if not s:
-        return _EMPTY
-    nl = s.find("\n")
+    # Hot path of every GRPO reward: a handful of C-level scans, no copy of the reasoning.
+    nl = text.find("\n")
     if nl < 0:
-        # One line only: a bare label (no reasoning) or garbage.
+        s = text.strip()
+        if not s:
+            return _EMPTY
         return _NO_THINK if s in table else _NO_LABEL
-    first = s[:nl].rstrip()
+    first = text[:nl].strip()
+    if not first:
+        # Leading blank lines: rare, so take the copying path.
+        text = text.lstrip()
+        if not text:
+            return _EMPTY
+        return _parse_post_cot(text, table)
     level = table.get(first)
     if level is None:
-        if not first or first.startswith(THINK_OPEN):
+        if first.startswith(THINK_OPEN):
             return _NO_LABEL
         return _BAD_LABEL if len(first) <= 16 and THINK_OPEN not in first else _NO_LABEL
-    n_open = s.count(THINK_OPEN)
-    n_close = s.count(THINK_CLOSE)
-    if n_open == 0:
-        return _NO_THINK
-    if n_open > 1 or n_close > 1:
-        return _MULTI_THINK
-    if n_close == 0:
-        return _UNCLOSED
-    start = s.find(THINK_OPEN, nl + 1)
-    # Between the label line and <think> only whitespace is allowed (a second label is malformed).
-    if s[nl + 1 : start].strip():
-        return _TEXT_BEFORE_THINK
-    end = s.find(THINK_CLOSE)
+    start = text.find(THINK_OPEN, nl + 1)
+    if start < 0:
+        return _UNCLOSED if text.find(THINK_CLOSE, nl + 1) >= 0 else _NO_THINK
+    end = text.rfind(THINK_CLOSE)
     if end < start:
         return _UNCLOSED
-    if end + len(THINK_CLOSE) != len(s):
+    # Between the label line and <think> only whitespace is allowed (a second label is malformed).
+    if start > nl + 1 and text[nl + 1 : start].strip():
+        return _TEXT_BEFORE_THINK
+    body = start + _OPEN_LEN
+    # Another tag inside the block: look closer only when a "<" is there at all.
+    if text.find("<", body, end) >= 0 and (
+        text.find(THINK_OPEN, body, end) >= 0 or text.find(THINK_CLOSE, body, end) >= 0
+    ):
+        return _MULTI_THINK
+    tail = end + _CLOSE_LEN
+    if tail != len(text) and text[tail:].strip():
         return _TRAILING
-    reasoning = s[start + len(THINK_OPEN) : end].strip()
-    if not reasoning:
+    i = body
+    while i < end and i < body + 8 and text[i].isspace():
+        i += 1
+    if i == end or (i == body + 8 and not text[i:end].strip()):
         return _EMPTY_REASONING
-    return ParsedResponse(level, first, reasoning, None)
+    return ParsedResponse(level, first, None, text, body, end)
 
 
 def _parse_pre_cot(text: str, table: dict[str, int]) -> ParsedResponse:
@@ -132,7 +168,7 @@ def _parse_pre_cot(text: str, table: dict[str, int]) -> ParsedResponse:
     level = table.get(label)
     if level is None:
         return _BAD_LABEL
-    return ParsedResponse(level, label, reasoning, None)
+    return ParsedResponse(level, label, None, s, len(THINK_OPEN), end)
 
 
 _PARSERS = {"post_cot": _parse_post_cot, "pre_cot": _parse_pre_cot}
