@@ -1,0 +1,198 @@
+"""OpenAI-compatible endpoint backend (``vllm serve``): ``/v1/completions`` with 1 token and label log-probs.
+
+Prompts are rendered and tokenised locally with the model's tokenizer and sent as token ids, so the
+endpoint sees exactly the tokens the offline backends see. vLLM's ``logprob_token_ids`` request field
+returns the log-prob of each label token; ``return_tokens_as_token_ids`` keys them as ``token_id:<id>``.
+
+:class:`VLLMServer` starts a real ``vllm serve`` process on loopback (used by the tests and for local
+serving); :class:`OpenAIScorer` talks to any such endpoint with the standard library's HTTP client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taosr1_verl.schema import LabelSchema
+from taosr1_verl.scoring.base import FirstTokenScorer
+
+logger = logging.getLogger(__name__)
+
+
+def _post(url: str, payload: dict[str, Any], timeout: float, api_key: str | None) -> dict[str, Any]:
+    data = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        body = e.read().decode(errors="replace")[:500]
+        raise RuntimeError(f"{url}: HTTP {e.code}: {body}") from None
+
+
+class OpenAIScorer(FirstTokenScorer):
+    """First-token scoring against an OpenAI-compatible vLLM endpoint.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000/v1``.
+        tokenizer: the served model's tokenizer, or a local directory holding it.
+        model: the served model name (default: the first one ``/v1/models`` lists).
+        batch_size: prompts per request.
+
+    Example:
+        >>> s = OpenAIScorer("http://127.0.0.1:8000/v1", "runs/tiny")          # doctest: +SKIP
+        >>> s.score_items("oak table", [{"title": "Oak dining table"}])         # doctest: +SKIP
+    """
+
+    name = "openai"
+
+    def __init__(self, base_url: str, tokenizer: Any, schema: LabelSchema | str | None = None, *,
+                 model: str | None = None, batch_size: int = 64, timeout: float = 300.0,
+                 api_key: str | None = None, max_prompt_tokens: int | None = None) -> None:
+        if isinstance(tokenizer, str | os.PathLike):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+        super().__init__(tokenizer, schema, max_prompt_tokens)
+        self.base_url = base_url.rstrip("/")
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        self.model = model or self._first_model()
+
+    def _first_model(self) -> str:
+        req = urllib.request.Request(f"{self.base_url}/models")
+        if self.api_key:
+            req.add_header("Authorization", f"Bearer {self.api_key}")
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            models = json.loads(resp.read()).get("data", [])
+        if not models:
+            raise RuntimeError(f"{self.base_url}/models lists no model")
+        return models[0]["id"]
+
+    def _score_group(self, seqs: list[list[int]], prefix_len: int) -> np.ndarray:
+        keys = [f"token_id:{t}" for t in self.label_ids]
+        rows: list[list[float]] = []
+        for start in range(0, len(seqs), self.batch_size):
+            chunk = seqs[start:start + self.batch_size]
+            payload = {"model": self.model, "prompt": chunk, "max_tokens": 1, "temperature": 0.0,
+                       "logprobs": 1, "logprob_token_ids": self.label_ids, "return_tokens_as_token_ids": True}
+            body = _post(f"{self.base_url}/completions", payload, self.timeout, self.api_key)
+            choices = sorted(body.get("choices", []), key=lambda c: c["index"])
+            if len(choices) != len(chunk):
+                raise RuntimeError(f"endpoint returned {len(choices)} choices for {len(chunk)} prompts")
+            for c in choices:
+                top = ((c.get("logprobs") or {}).get("top_logprobs") or [None])[0]
+                if not top or any(k not in top for k in keys):
+                    raise RuntimeError(f"row {start + c['index']}: no label log-probs in the response "
+                                       f"(server without logprob_token_ids support?): {top}")
+                rows.append([float(top[k]) for k in keys])
+        return np.asarray(rows, dtype=np.float64)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class VLLMServer:
+    """A ``vllm serve`` process on loopback, started on enter and stopped (SIGINT, then SIGKILL) on exit.
+
+    Example:
+        >>> with VLLMServer("runs/tiny") as srv:                                 # doctest: +SKIP
+        ...     OpenAIScorer(srv.base_url, "runs/tiny").score_items("oak", [{"title": "oak table"}])
+    """
+
+    def __init__(self, model: str | os.PathLike[str], *, port: int | None = None, block_size: int = 32,
+                 max_model_len: int = 1024, dtype: str = "float32", startup_timeout: float = 300.0,
+                 log_path: str | os.PathLike[str] | None = None, extra_args: list[str] | None = None) -> None:
+        self.model = str(model)
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.startup_timeout = startup_timeout
+        self.log_path = Path(log_path) if log_path else None
+        self.args = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
+            "--host", "127.0.0.1", "--port", str(self.port), "--dtype", dtype,
+            "--max-model-len", str(max_model_len), "--enable-prefix-caching", "--block-size", str(block_size),
+            "--enforce-eager", "--served-model-name", "taosr1", *(extra_args or []),
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> VLLMServer:
+        from taosr1_verl.scoring.vllm_backend import cpu_engine_env
+
+        cpu_engine_env()
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 (closed in stop)
+        self._log = log
+        # Own process group: stopping it stops the engine core and workers the server spawned.
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout
+        health = f"http://127.0.0.1:{self.port}/health"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"vllm serve exited with code {self.proc.returncode} during start-up "
+                                   f"(log: {self.log_path or 'not kept'})")
+            try:
+                with urllib.request.urlopen(health, timeout=2) as r:
+                    if r.status == 200:
+                        logger.info("vllm serve ready at %s (pid %d)", self.base_url, self.proc.pid)
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(1.0)
+        self.stop()
+        raise TimeoutError(f"vllm serve not healthy after {self.startup_timeout:.0f}s")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+            except ProcessLookupError:
+                pass
+        if proc is not None:
+            self._reap_group(proc.pid)
+        log = getattr(self, "_log", None)
+        if log not in (None, subprocess.DEVNULL):
+            log.close()
+        self._log = None
+
+    @staticmethod
+    def _reap_group(pgid: int, timeout: float = 30.0) -> None:
+        # The engine core and its workers exit a moment after the API server: wait, then force.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
