@@ -1,0 +1,197 @@
+"""Which GRPO groups to keep: a band on the number (or rate) of correct rollouts.
+
+TaoSR1 keeps a prompt's group of ``G`` rollouts only when ``0 < correct < gamma`` (``gamma <= G``); a sibling
+recipe keeps groups whose pass rate lies in ``[0.01, 0.9]``. verl's built-in filter keeps groups whose metric
+is not constant, which for a 0/1 metric is the band ``1 <= correct <= G - 1``. All three are one
+:class:`GroupRule`::
+
+    GroupRule.taosr1(gamma=6)          # 0 < correct < 6
+    GroupRule.pass_rate_band(0.01, 0.9) # 0.01 <= correct / G <= 0.9
+    GroupRule()                         # 1 <= correct <= G - 1 (verl's std-zero rule on a 0/1 metric)
+
+Pure numpy: used by the verl replay buffer, the selection policy (probability that a prompt's next group
+is kept) and the benchmark alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+KEPT, TOO_HARD, TOO_EASY = 0, 1, 2
+REASONS: tuple[str, ...] = ("kept", "too_hard", "too_easy")
+"""Outcome names by code: ``too_hard`` = fewer correct rollouts than the band allows (e.g. all wrong),
+``too_easy`` = more than it allows (e.g. all correct)."""
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """Keep a group of ``n`` rollouts with ``c`` correct ones when ``c`` lies in a closed band.
+
+    The band for a group of size ``n`` is the intersection of the count bounds and the rate bounds that are
+    set: ``min_correct <= c <= max_correct`` and ``min_rate * n <= c <= max_rate * n``.
+
+    Example:
+        >>> rule = GroupRule.taosr1(gamma=8)
+        >>> rule.keep_mask([0, 3, 7, 8], 8).tolist()
+        [False, True, True, False]
+        >>> GroupRule.pass_rate_band(0.01, 0.9).bounds(16)
+        (1, 14)
+    """
+
+    min_correct: int | None = 1
+    """Fewest correct rollouts a kept group has (``None``: no count floor)."""
+    max_correct: int | None = -1
+    """Most correct rollouts a kept group has; a negative value counts from the group size (``-1`` = ``n-1``);
+    ``None``: no count ceiling."""
+    min_rate: float | None = None
+    """Lowest pass rate ``c / n`` a kept group has (``None``: no rate floor)."""
+    max_rate: float | None = None
+    """Highest pass rate a kept group has (``None``: no rate ceiling)."""
+    metric: str = "acc"
+    """Per-rollout value read from the reward's dict (``acc`` is 0/1 in the TaoSR1 reward)."""
+    threshold: float = 0.5
+    """A rollout counts as correct when its metric is ``>= threshold``."""
+
+    def __post_init__(self) -> None:
+        for name in ("min_rate", "max_rate"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ValueError(f"GroupRule.{name} must be in [0, 1], got {v}")
+        if self.min_rate is not None and self.max_rate is not None and self.min_rate > self.max_rate:
+            raise ValueError(f"GroupRule: min_rate {self.min_rate} > max_rate {self.max_rate}")
+        if self.min_correct is not None and self.min_correct < 0:
+            raise ValueError(f"GroupRule.min_correct must be >= 0, got {self.min_correct}")
+        if not self.metric:
+            raise ValueError("GroupRule.metric must name a reward key, e.g. 'acc'")
+
+    # ---- constructors --------------------------------------------------------------------------
+    @classmethod
+    def taosr1(cls, gamma: int | None = None, metric: str = "acc") -> GroupRule:
+        """TaoSR1's rule ``0 < correct < gamma``; ``gamma=None`` means ``gamma = G`` (drop all-correct)."""
+        if gamma is not None and gamma < 2:
+            raise ValueError(f"TaoSR1 gamma must be >= 2 (0 < correct < gamma keeps nothing otherwise), got {gamma}")
+        return cls(min_correct=1, max_correct=-1 if gamma is None else gamma - 1, metric=metric)
+
+    @classmethod
+    def pass_rate_band(cls, low: float, high: float, metric: str = "acc") -> GroupRule:
+        """Keep groups with ``low <= correct / G <= high``; ``low > 0`` drops all-wrong groups."""
+        return cls(min_correct=None, max_correct=None, min_rate=low, max_rate=high, metric=metric)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | None) -> GroupRule:
+        """Build from a plain mapping (a recipe's ``sampler_kwargs``): keys ``gamma`` (TaoSR1 form), or
+        ``low``/``high`` (pass-rate band), or the field names; plus ``metric``/``threshold``.
+
+        Example:
+            >>> GroupRule.from_config({"gamma": 6}).bounds(8)
+            (1, 5)
+        """
+        cfg = dict(cfg or {})
+        metric = cfg.pop("metric", "acc")
+        threshold = float(cfg.pop("threshold", 0.5))
+        if "gamma" in cfg:
+            gamma = cfg.pop("gamma")
+            rule = cls.taosr1(None if gamma is None else int(gamma), metric=metric)
+        elif "low" in cfg or "high" in cfg:
+            rule = cls.pass_rate_band(float(cfg.pop("low", 0.0)), float(cfg.pop("high", 1.0)), metric=metric)
+        else:
+            fields = {k: cfg.pop(k) for k in ("min_correct", "max_correct", "min_rate", "max_rate") if k in cfg}
+            rule = cls(**fields, metric=metric)
+        if cfg:
+            raise ValueError(f"unknown group rule option(s) {sorted(cfg)}; use gamma, or low/high, or "
+                             "min_correct/max_correct/min_rate/max_rate, plus metric/threshold")
+        return GroupRule(rule.min_correct, rule.max_correct, rule.min_rate, rule.max_rate, metric, threshold)
+
+    # ---- the rule ------------------------------------------------------------------------------
+    def bounds(self, n: int) -> tuple[int, int]:
+        """Inclusive ``(lo, hi)`` band of correct counts kept for a group of ``n`` (``lo > hi``: keeps none)."""
+        lo, hi = 0, n
+        if self.min_correct is not None:
+            lo = max(lo, self.min_correct)
+        if self.max_correct is not None:
+            hi = min(hi, self.max_correct if self.max_correct >= 0 else n + self.max_correct)
+        # The tiny epsilon makes 0.9 * 10 == 9 inclusive despite float rounding.
+        if self.min_rate is not None:
+            lo = max(lo, math.ceil(self.min_rate * n - 1e-9))
+        if self.max_rate is not None:
+            hi = min(hi, math.floor(self.max_rate * n + 1e-9))
+        return lo, hi
+
+    def _bounds_arrays(self, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        uniq = np.unique(n)
+        if uniq.size == 1:
+            lo, hi = self.bounds(int(uniq[0]))
+            return np.full(n.shape, lo), np.full(n.shape, hi)
+        table = {int(u): self.bounds(int(u)) for u in uniq}
+        lo = np.array([table[int(v)][0] for v in n.ravel()]).reshape(n.shape)
+        hi = np.array([table[int(v)][1] for v in n.ravel()]).reshape(n.shape)
+        return lo, hi
+
+    def classify(self, correct: Any, n: Any) -> np.ndarray:
+        """Outcome codes (:data:`KEPT`, :data:`TOO_HARD`, :data:`TOO_EASY`) per group, vectorised.
+
+        Example:
+            >>> GroupRule().classify([0, 4, 8], 8).tolist()
+            [1, 0, 2]
+        """
+        c = np.asarray(correct, dtype=np.int64)
+        nn = np.broadcast_to(np.asarray(n, dtype=np.int64), c.shape)
+        if np.any(nn < 1) or np.any(c < 0) or np.any(c > nn):
+            raise ValueError("GroupRule.classify: need 0 <= correct <= n and n >= 1 for every group")
+        lo, hi = self._bounds_arrays(nn)
+        out = np.full(c.shape, KEPT, dtype=np.int8)
+        out[c < lo] = TOO_HARD
+        out[(c > hi) & (c >= lo)] = TOO_EASY
+        return out
+
+    def keep_mask(self, correct: Any, n: Any) -> np.ndarray:
+        """Boolean keep decision per group."""
+        return self.classify(correct, n) == KEPT
+
+    def count_correct(self, values: Sequence[float] | np.ndarray) -> int:
+        """Number of rollouts of one group whose metric counts as correct (non-finite values do not)."""
+        v = np.asarray(values, dtype=np.float64)
+        return int(np.sum(np.isfinite(v) & (v >= self.threshold)))
+
+    def keep_probability(self, n: int, a: Any, b: Any | None = None) -> np.ndarray:
+        """Probability that a new group of ``n`` rollouts is kept.
+
+        With ``b=None``, ``a`` is the per-rollout success probability (binomial). Otherwise ``(a, b)`` are the
+        parameters of a Beta belief about that probability, and the result is the beta-binomial mass of the
+        band, which accounts for how uncertain the estimate is. Vectorised over ``a``/``b``; cost ``O(n)``
+        vector operations.
+
+        Example:
+            >>> float(GroupRule().keep_probability(8, 0.5))  # 1 - 2 / 256
+            0.9921875
+            >>> round(float(GroupRule().keep_probability(8, 1.0, 1.0)), 4)  # uniform belief: 1 - 2 / 9
+            0.7778
+        """
+        lo, hi = self.bounds(n)
+        a = np.asarray(a, dtype=np.float64)
+        if lo > hi:
+            return np.zeros(np.broadcast_shapes(a.shape, np.shape(b) if b is not None else ()))
+        if b is None:
+            p = np.clip(a, 0.0, 1.0)
+            q = 1.0 - p
+            total = np.zeros(p.shape)
+            for k in range(max(lo, 0), min(hi, n) + 1):
+                total = total + math.comb(n, k) * p**k * q ** (n - k)  # numpy: 0.0 ** 0 == 1.0
+            return np.clip(total, 0.0, 1.0)
+        b = np.asarray(b, dtype=np.float64)
+        a, b = np.broadcast_arrays(np.maximum(a, 1e-9), np.maximum(b, 1e-9))
+        # pmf(0) = prod_j (b + j) / (a + b + j); pmf(k+1) = pmf(k) * (n-k)/(k+1) * (a+k)/(b+n-k-1).
+        pmf = np.ones(a.shape)
+        for j in range(n):
+            pmf = pmf * ((b + j) / (a + b + j))
+        total = pmf * (lo <= 0 <= hi)
+        for k in range(min(hi, n)):
+            pmf = pmf * ((n - k) / (k + 1)) * ((a + k) / (b + n - k - 1))
+            if k + 1 >= lo:
+                total = total + pmf
+        return np.clip(total, 0.0, 1.0)

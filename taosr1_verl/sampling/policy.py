@@ -1,0 +1,302 @@
+"""Which prompts to roll out next: difficulty-aware, class-balanced, seeded.
+
+For each batch slot the policy looks at ``window`` candidates taken in order from a per-class shuffled
+stream of the dataset (so every prompt is considered once per pass over its class) and:
+
+1. scores each candidate by the probability that its next group of ``G`` rollouts is kept by the
+   :class:`~taosr1_verl.sampling.group_rule.GroupRule`, under the tracker's Beta belief (beta-binomial mass
+   of the band). Prompts near the middle of the band score highest; a never-seen prompt scores what the
+   prior gives; uncertainty (few or old observations) pulls a score toward the prior;
+2. skips candidates confidently outside the band (score ``< skip_below``), except a ``recheck_prob``
+   fraction of them, which are rolled out anyway because the model changes;
+3. draws the batch among the rest with probability proportional to the score (``temperature=1``, by
+   Gumbel-top-k without replacement) or greedily (``temperature=0``);
+4. gives every gold label class the same share of the batch (``balance_classes``), so rare classes are
+   visited more often: TaoSR1 found class-balanced RL data (CV of class counts = 0) trains best.
+
+All randomness comes from ``seed``; :meth:`SelectionPolicy.state_dict` captures it, so a resumed run draws
+the same prompts. Pure numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from taosr1_verl.sampling.group_rule import GroupRule
+from taosr1_verl.sampling.tracker import UNKNOWN_LEVEL, DifficultyTracker
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Knobs of :class:`SelectionPolicy`."""
+
+    group_size: int = 8
+    """Rollouts per prompt (GRPO's ``G``, verl's ``actor_rollout_ref.rollout.n``)."""
+    window: float = 4.0
+    """Candidates examined per batch slot; larger = choosier, but passes over the data faster."""
+    skip_below: float = 0.2
+    """Candidates whose keep probability is below this are skipped for this pass over the data..."""
+    recheck_prob: float = 0.05
+    """...except this fraction of them, which are rolled out anyway to re-check them."""
+    temperature: float = 0.0
+    """0: take the highest keep probabilities; 1: draw proportionally to them (keeps variety)."""
+    balance_classes: bool = True
+    """Give every gold label level an equal share of each batch."""
+    max_windows: int = 8
+    """Extra windows drawn for a class when too many candidates are skipped, before falling back to the
+    best skipped ones."""
+    seed: int = 0
+    """Seed of every random choice."""
+
+    def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise ValueError(f"PolicyConfig.group_size must be >= 1, got {self.group_size}")
+        if not self.window >= 1.0:
+            raise ValueError(f"PolicyConfig.window must be >= 1, got {self.window}")
+        if not 0.0 <= self.skip_below <= 1.0 or not 0.0 <= self.recheck_prob <= 1.0:
+            raise ValueError("PolicyConfig.skip_below and recheck_prob must be in [0, 1]")
+        if self.temperature < 0:
+            raise ValueError(f"PolicyConfig.temperature must be >= 0, got {self.temperature}")
+        if self.max_windows < 1:
+            raise ValueError(f"PolicyConfig.max_windows must be >= 1, got {self.max_windows}")
+
+
+@dataclass
+class PolicyStats:
+    """Running counts of what the policy did (cumulative; diff two snapshots for one step)."""
+
+    selected: int = 0
+    considered: int = 0
+    skipped: int = 0
+    rechecked: int = 0
+    fallback: int = 0
+    by_level: dict[int, int] = field(default_factory=dict)
+
+
+class SelectionPolicy:
+    """Chooses dataset positions to roll out next.
+
+    Args:
+        tracker: the difficulty beliefs, keyed by ``keys[position]``.
+        rule: the group rule the trainer applies (its band defines "informative").
+        config: see :class:`PolicyConfig`.
+        keys: tracker key (``extra_info.index``) of each dataset position; default ``arange(size)``.
+        levels: gold label level of each position for class balance; default: what the tracker holds
+            (``-1`` = unknown, one class of its own).
+        size: dataset size when neither ``keys`` nor ``levels`` is given.
+
+    Example:
+        >>> t = DifficultyTracker(6)
+        >>> t.update([0, 1, 2], correct=64, n=64)  # three prompts that never fail
+        >>> p = SelectionPolicy(t, GroupRule(), PolicyConfig(window=2.0, recheck_prob=0.0, seed=1), size=6)
+        >>> sorted(p.select(3).tolist())
+        [3, 4, 5]
+    """
+
+    def __init__(
+        self,
+        tracker: DifficultyTracker,
+        rule: GroupRule | None = None,
+        config: PolicyConfig | None = None,
+        keys: Any = None,
+        levels: Any = None,
+        size: int | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.rule = rule or GroupRule()
+        self.config = config or PolicyConfig()
+        if keys is None:
+            n = size if size is not None else (len(levels) if levels is not None else len(tracker))
+            keys = np.arange(n, dtype=np.int64)
+        self.keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        if self.keys.size == 0:
+            raise ValueError("SelectionPolicy: empty dataset")
+        tracker.ensure_size(int(self.keys.max()) + 1)
+        if levels is not None:
+            levels = np.asarray(levels, dtype=np.int64).reshape(-1)
+            if levels.shape != self.keys.shape:
+                raise ValueError(f"SelectionPolicy: {levels.size} levels for {self.keys.size} positions")
+            tracker.set_levels(self.keys, levels)
+        else:
+            levels = tracker.level[self.keys].astype(np.int64)
+        self.levels = levels
+        pos_dtype = np.int32 if self.keys.size < 2**31 else np.int64
+        if self.config.balance_classes:
+            self.class_levels = sorted({int(v) for v in np.unique(levels)}, reverse=True)
+            self._members = [np.flatnonzero(levels == lv).astype(pos_dtype) for lv in self.class_levels]
+        else:
+            self.class_levels = [UNKNOWN_LEVEL]
+            self._members = [np.arange(self.keys.size, dtype=pos_dtype)]
+        k = len(self._members)
+        self._epoch = [0] * k
+        self._cursor = [0] * k
+        self._perm_cache: dict[int, tuple[int, np.ndarray]] = {}
+        self._rng = np.random.Generator(np.random.PCG64(self.config.seed))
+        self.stats = PolicyStats()
+
+    def __len__(self) -> int:
+        return int(self.keys.size)
+
+    # ---- streams -------------------------------------------------------------------------------
+    def _perm(self, k: int) -> np.ndarray:
+        epoch = self._epoch[k]
+        cached = self._perm_cache.get(k)
+        if cached is None or cached[0] != epoch:
+            # A fresh generator per (class, epoch): the order does not depend on how much was consumed.
+            rng = np.random.default_rng([self.config.seed, k, epoch])
+            cached = (epoch, rng.permutation(self._members[k]))
+            self._perm_cache[k] = cached
+        return cached[1]
+
+    def _draw(self, k: int, m: int) -> np.ndarray:
+        parts = []
+        while m > 0:
+            perm = self._perm(k)
+            take = perm[self._cursor[k] : self._cursor[k] + m]
+            parts.append(take)
+            m -= take.size
+            self._cursor[k] += take.size
+            if self._cursor[k] >= perm.size:
+                self._epoch[k] += 1
+                self._cursor[k] = 0
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    # ---- selection -----------------------------------------------------------------------------
+    def keep_probability(self, positions: Any) -> np.ndarray:
+        """Probability that the next group of each position is kept, under the current beliefs."""
+        a, b = self.tracker.beta(self.keys[np.asarray(positions, dtype=np.int64)])
+        return self.rule.keep_probability(self.config.group_size, a, b)
+
+    def _top(self, q: np.ndarray, m: int) -> np.ndarray:
+        if m >= q.size:
+            return np.arange(q.size)
+        t = self.config.temperature
+        noise = self._rng.gumbel(size=q.size)
+        score = np.log(np.maximum(q, 1e-12)) / t + noise if t > 0 else q + 1e-9 * noise
+        return np.argpartition(-score, m - 1)[:m]
+
+    def _select_class(self, k: int, quota: int) -> np.ndarray:
+        cfg, st = self.config, self.stats
+        chosen: list[np.ndarray] = []
+        skipped_pos: list[np.ndarray] = []
+        skipped_q: list[np.ndarray] = []
+        need = quota
+        for _ in range(cfg.max_windows):
+            cand = self._draw(k, max(1, math.ceil(cfg.window * need)))
+            q = self.keep_probability(cand)
+            low = q < cfg.skip_below
+            recheck = low & (self._rng.random(cand.size) < cfg.recheck_prob)
+            forced = cand[recheck][:need]
+            chosen.append(forced)
+            need -= forced.size
+            st.rechecked += int(forced.size)
+            pool, pool_q = cand[~low], q[~low]
+            pick = self._top(pool_q, need) if need > 0 else np.zeros(0, dtype=np.int64)
+            chosen.append(pool[pick])
+            need -= pick.size
+            st.considered += int(cand.size)
+            drop = low & ~recheck
+            st.skipped += int(drop.sum())
+            skipped_pos.append(cand[drop])
+            skipped_q.append(q[drop])
+            if need == 0:
+                break
+        if need > 0:
+            # The class is (believed) almost all outside the band: take its most promising skipped prompts.
+            pos = np.concatenate(skipped_pos)
+            qs = np.concatenate(skipped_q)
+            order = np.argsort(-qs, kind="stable")[:need]
+            chosen.append(pos[order])
+            need -= order.size
+            st.fallback += int(order.size)
+            if need > 0:
+                chosen.append(self._draw(k, need))
+        return np.concatenate(chosen).astype(np.int64)
+
+    def select(self, batch_size: int) -> np.ndarray:
+        """Dataset positions of the next ``batch_size`` prompts to roll out, in random order."""
+        if batch_size < 1:
+            raise ValueError(f"SelectionPolicy.select: batch_size must be >= 1, got {batch_size}")
+        k = len(self._members)
+        quotas = np.full(k, batch_size // k, dtype=np.int64)
+        # The remainder goes to randomly chosen classes so no class is favoured over many batches.
+        quotas[self._rng.permutation(k)[: batch_size % k]] += 1
+        parts = [self._select_class(i, int(qk)) for i, qk in enumerate(quotas) if qk > 0]
+        out = np.concatenate(parts)
+        out = out[self._rng.permutation(out.size)]
+        self.stats.selected += int(out.size)
+        for lv, cnt in zip(*np.unique(self.levels[out], return_counts=True), strict=True):
+            self.stats.by_level[int(lv)] = self.stats.by_level.get(int(lv), 0) + int(cnt)
+        return out
+
+    # ---- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Stream positions, RNG state and stats (JSON-able; the tracker is saved separately)."""
+        return {
+            "epoch": list(self._epoch),
+            "cursor": list(self._cursor),
+            "rng": json.dumps(self._rng.bit_generator.state),
+            "class_levels": list(self.class_levels),
+            "config": json.dumps(asdict(self.config)),
+            "stats": json.dumps(asdict(self.stats)),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` of a policy over the same dataset and config."""
+        if list(state["class_levels"]) != list(self.class_levels):
+            raise ValueError(
+                f"SelectionPolicy state is for classes {list(state['class_levels'])}, this dataset has "
+                f"{self.class_levels}"
+            )
+        saved_cfg = json.loads(state["config"])
+        if saved_cfg != asdict(self.config):
+            raise ValueError(f"SelectionPolicy state was saved with config {saved_cfg}, not {asdict(self.config)}")
+        self._epoch = [int(x) for x in state["epoch"]]
+        self._cursor = [int(x) for x in state["cursor"]]
+        self._rng.bit_generator.state = json.loads(state["rng"])
+        stats = json.loads(state["stats"])
+        stats["by_level"] = {int(k): int(v) for k, v in stats["by_level"].items()}
+        self.stats = PolicyStats(**stats)
+        self._perm_cache.clear()
+
+
+@dataclass
+class RefillPlanner:
+    """How many prompts to dispatch to replace evicted groups.
+
+    verl's sync loop dispatches 2 prompts per evicted group, then discards whatever is kept beyond the
+    batch. With a selection policy that makes most groups informative that overshoots: the surplus becomes
+    waste. The planner dispatches what the observed keep rate says is missing, plus a margin, never less
+    than one prompt (so the loop always makes progress).
+
+    Example:
+        >>> planner = RefillPlanner(keep_rate=0.8, margin=0.1)
+        >>> planner.plan(missing=40, cap=256)  # ceil(40 / 0.8 * 1.1)
+        55
+    """
+
+    keep_rate: float = 0.5
+    """Current estimate of the fraction of dispatched prompts whose group is kept."""
+    margin: float = 0.1
+    """Extra fraction dispatched to avoid another refill round."""
+    smoothing: float = 0.2
+    """Weight of the newest observation in the keep-rate moving average."""
+    floor: float = 0.05
+    """Lowest keep rate assumed (bounds the dispatch when almost nothing is kept)."""
+
+    def observe(self, kept: int, total: int) -> None:
+        """Feed the outcome of ``total`` finished groups, ``kept`` of them kept."""
+        if total > 0:
+            rate = kept / total
+            self.keep_rate += self.smoothing * (rate - self.keep_rate)
+
+    def plan(self, missing: float, cap: int) -> int:
+        """Prompts to dispatch for ``missing`` more kept groups, at most ``cap`` and at least 1."""
+        rate = max(self.keep_rate, self.floor)
+        want = math.ceil(max(missing, 0.0) / rate * (1.0 + self.margin) - 1e-9)
+        return int(max(1, min(cap, want)))

@@ -1,0 +1,312 @@
+"""Per-prompt difficulty: recency-weighted pass-rate estimates keyed by dataset index.
+
+Every prompt (dataset index = ``extra_info.index`` of the RL parquet) carries a Beta belief about the
+probability that one rollout is correct::
+
+    a = prior_a + w * succ,  b = prior_b + w * fail,  w = 0.5 ** ((step - last_step) / half_life)
+
+``succ``/``fail`` are the correct/wrong rollouts seen so far, each older observation already discounted the
+same way when the newer one was added. Old evidence fades because the policy changes, so a prompt that was
+too easy or too hard becomes uncertain again and gets re-checked. The belief is seeded from the pass@N file
+of the DPO stage (:meth:`DifficultyTracker.seed_from_passn`) and updated with every finished GRPO group.
+
+Memory is 15 bytes per prompt (float32 succ, float32 fail, int32 last step, uint16 group count, int8 gold
+level): 150 MB for 10M prompts. Pure numpy.
+
+Pass@N file layout (written by the DPO stage, read by :meth:`~DifficultyTracker.seed_from_passn`): a parquet
+with int ``index``, int ``n`` (samples drawn), int ``correct`` (how many were correct), float ``pass_rate``
+(``correct / n``) and optionally ``pass_at_k`` (list of floats). See ``docs/sampling.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_ARRAYS: dict[str, Any] = {
+    "succ": np.float32,
+    "fail": np.float32,
+    "last_step": np.int32,
+    "groups": np.uint16,
+    "level": np.int8,
+}
+UNKNOWN_LEVEL = -1
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """How evidence about a prompt is weighed."""
+
+    half_life: float | None = 50.0
+    """Training steps after which an observation counts half (``None``: never fades)."""
+    prior_mean: float = 0.5
+    """Prior pass rate of a prompt never seen."""
+    prior_strength: float = 2.0
+    """Pseudo-rollouts behind the prior (``prior_mean=0.5, prior_strength=2`` is a uniform Beta(1, 1))."""
+    seed_weight: float = 1.0
+    """Weight of one pass@N sample relative to one GRPO rollout when seeding."""
+    max_index: int = 2**31 - 2
+    """Largest dataset index accepted: the tables are dense arrays indexed by it."""
+
+    def __post_init__(self) -> None:
+        if self.half_life is not None and not self.half_life > 0:
+            raise ValueError(f"TrackerConfig.half_life must be > 0 or None, got {self.half_life}")
+        if not 0.0 < self.prior_mean < 1.0:
+            raise ValueError(f"TrackerConfig.prior_mean must be in (0, 1), got {self.prior_mean}")
+        if not self.prior_strength > 0:
+            raise ValueError(f"TrackerConfig.prior_strength must be > 0, got {self.prior_strength}")
+        if self.seed_weight < 0:
+            raise ValueError(f"TrackerConfig.seed_weight must be >= 0, got {self.seed_weight}")
+
+
+@dataclass(frozen=True)
+class SeedReport:
+    """What :meth:`DifficultyTracker.seed_from_passn` did with each row of the file."""
+
+    path: str
+    rows: int
+    seeded: int
+    dropped: dict[str, int]
+
+
+class DifficultyTracker:
+    """Recency-weighted pass-rate beliefs for up to ``max_index + 1`` prompts.
+
+    Example:
+        >>> t = DifficultyTracker(4)
+        >>> t.update([0, 1], correct=[8, 0], n=8, step=1)
+        >>> t.pass_rate([0, 1, 2]).round(2).tolist()
+        [0.9, 0.1, 0.5]
+        >>> t.groups[:3].tolist()
+        [1, 1, 0]
+    """
+
+    def __init__(self, size: int = 0, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self.step = 0
+        self._alloc(int(size))
+
+    def _alloc(self, size: int) -> None:
+        for name, dtype in _ARRAYS.items():
+            fill = UNKNOWN_LEVEL if name == "level" else 0
+            setattr(self, name, np.full(size, fill, dtype=dtype))
+
+    # ---- size ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.succ.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the per-prompt tables."""
+        return sum(getattr(self, name).nbytes for name in _ARRAYS)
+
+    def ensure_size(self, size: int) -> None:
+        """Grow the tables (amortised doubling) so that indices ``< size`` are valid."""
+        if size - 1 > self.config.max_index:
+            raise ValueError(
+                f"DifficultyTracker: dataset index {size - 1} exceeds max_index {self.config.max_index}; "
+                "indices must be dense positions (extra_info.index), not hashed ids"
+            )
+        n = len(self)
+        if size <= n:
+            return
+        new = max(size, min(2 * n, self.config.max_index + 1))
+        for name in _ARRAYS:
+            old = getattr(self, name)
+            grown = np.full(new, UNKNOWN_LEVEL if name == "level" else 0, dtype=old.dtype)
+            grown[:n] = old
+            setattr(self, name, grown)
+
+    def _indices(self, indices: Any, grow: bool) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and idx.min() < 0:
+            raise ValueError(f"DifficultyTracker: negative dataset index {int(idx.min())}")
+        if idx.size:
+            top = int(idx.max()) + 1
+            if grow:
+                self.ensure_size(top)
+            elif top > len(self):
+                raise IndexError(f"DifficultyTracker: index {top - 1} >= size {len(self)}")
+        return idx
+
+    # ---- evidence ------------------------------------------------------------------------------
+    def set_step(self, step: int) -> None:
+        """Advance the clock that ages evidence (a training step counter; never moves back)."""
+        self.step = max(self.step, int(step))
+
+    def _fade(self, last: np.ndarray, step: int | None = None) -> np.ndarray:
+        hl = self.config.half_life
+        if hl is None:
+            return np.ones(last.shape, dtype=np.float64)
+        now = self.step if step is None else step
+        return np.exp2(-np.maximum(now - last.astype(np.float64), 0.0) / hl)
+
+    def update(self, indices: Any, correct: Any, n: Any, step: int | None = None, levels: Any = None) -> None:
+        """Add finished groups: ``correct[i]`` of ``n[i]`` rollouts of prompt ``indices[i]`` were correct.
+
+        Repeated indices within one call all count. ``levels`` (gold label levels) are stored when given.
+        """
+        if step is not None:
+            self.set_step(step)
+        idx = self._indices(indices, grow=True)
+        c = np.broadcast_to(np.asarray(correct, dtype=np.float64), idx.shape)
+        nn = np.broadcast_to(np.asarray(n, dtype=np.float64), idx.shape)
+        if np.any(nn < 0) or np.any(c < 0) or np.any(c > nn):
+            raise ValueError("DifficultyTracker.update: need 0 <= correct <= n for every group")
+        uniq = np.unique(idx)
+        w = self._fade(self.last_step[uniq])
+        self.succ[uniq] = (self.succ[uniq] * w).astype(np.float32)
+        self.fail[uniq] = (self.fail[uniq] * w).astype(np.float32)
+        self.last_step[uniq] = self.step
+        np.add.at(self.succ, idx, c.astype(np.float32))
+        np.add.at(self.fail, idx, (nn - c).astype(np.float32))
+        counts = np.bincount(np.searchsorted(uniq, idx), minlength=uniq.size)
+        self.groups[uniq] = np.minimum(self.groups[uniq].astype(np.int64) + counts, np.iinfo(np.uint16).max)
+        if levels is not None:
+            self.set_levels(idx, levels)
+
+    def set_levels(self, indices: Any, levels: Any) -> None:
+        """Record gold label levels (for class balance); ``-1`` means unknown."""
+        idx = self._indices(indices, grow=True)
+        lv = np.broadcast_to(np.asarray(levels, dtype=np.int64), idx.shape)
+        if np.any((lv < -1) | (lv > 127)):
+            raise ValueError("DifficultyTracker.set_levels: levels must be in [-1, 127]")
+        self.level[idx] = lv
+
+    def beta(self, indices: Any, step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Beta parameters ``(a, b)`` of the current belief for each index (float64)."""
+        idx = self._indices(indices, grow=False)
+        w = self._fade(self.last_step[idx], step)
+        cfg = self.config
+        a = cfg.prior_mean * cfg.prior_strength + w * self.succ[idx]
+        b = (1.0 - cfg.prior_mean) * cfg.prior_strength + w * self.fail[idx]
+        return a, b
+
+    def pass_rate(self, indices: Any, step: int | None = None) -> np.ndarray:
+        """Posterior mean pass rate."""
+        a, b = self.beta(indices, step)
+        return a / (a + b)
+
+    def uncertainty(self, indices: Any, step: int | None = None) -> np.ndarray:
+        """Posterior standard deviation of the pass rate."""
+        a, b = self.beta(indices, step)
+        s = a + b
+        return np.sqrt(a * b / (s * s * (s + 1.0)))
+
+    # ---- seeding -------------------------------------------------------------------------------
+    def seed_from_passn(self, path: str | os.PathLike[str], step: int | None = None) -> SeedReport:
+        """Seed beliefs from the DPO stage's pass@N parquet (columns ``index``, ``n``, ``correct``).
+
+        Rows with a missing or invalid field are dropped and counted by reason (``report.dropped``); a
+        missing column is an error naming the file. Seeded evidence replaces what the tracker held for those
+        indices and is aged from ``step`` (default: the current step).
+        """
+        import pyarrow.parquet as pq
+
+        path = str(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"pass@N file {path} does not exist")
+        table = pq.read_table(path)
+        missing = [c for c in ("index", "n", "correct") if c not in table.column_names]
+        if missing:
+            raise ValueError(f"{path}: pass@N file lacks column(s) {missing}; has {table.column_names}")
+        cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in ("index", "n", "correct")}
+        rows = table.num_rows
+        dropped: Counter[str] = Counter()
+        ok = np.ones(rows, dtype=bool)
+        vals = {}
+        for c in ("index", "n", "correct"):
+            v = np.asarray(cols[c], dtype=np.float64) if cols[c].dtype != object else np.array(
+                [np.nan if x is None else float(x) for x in cols[c]]
+            )
+            bad = ~np.isfinite(v) | (v != np.round(v))
+            dropped[f"{c}: missing or not an integer"] += int(np.sum(bad & ok))
+            ok &= ~bad
+            vals[c] = np.where(bad, 0, v).astype(np.int64)
+        checks = (
+            ("index: negative", vals["index"] < 0),
+            (f"index: above max_index {self.config.max_index}", vals["index"] > self.config.max_index),
+            ("n: not positive", vals["n"] <= 0),
+            ("correct: outside [0, n]", (vals["correct"] < 0) | (vals["correct"] > vals["n"])),
+        )
+        for reason, bad in checks:
+            dropped[reason] += int(np.sum(bad & ok))
+            ok &= ~bad
+        idx, nn, c = vals["index"][ok], vals["n"][ok], vals["correct"][ok]
+        uniq, first = np.unique(idx[::-1], return_index=True)
+        dup = idx.size - uniq.size
+        if dup:
+            # The last row of an index wins, as in a log that appends newer results.
+            dropped["index: duplicate (last row kept)"] += dup
+            keep = idx.size - 1 - first
+            idx, nn, c = idx[keep], nn[keep], c[keep]
+        for reason, count in list(dropped.items()):
+            if count == 0:
+                del dropped[reason]
+            else:
+                logger.warning("%s: dropped %d pass@N row(s): %s", path, count, reason)
+        if step is not None:
+            self.set_step(step)
+        self.ensure_size(int(idx.max()) + 1 if idx.size else 0)
+        w = self.config.seed_weight
+        self.succ[idx] = (w * c).astype(np.float32)
+        self.fail[idx] = (w * (nn - c)).astype(np.float32)
+        self.last_step[idx] = self.step
+        logger.info("%s: seeded %d of %d prompts from pass@N", path, idx.size, rows)
+        return SeedReport(path=path, rows=rows, seeded=int(idx.size), dropped=dict(dropped))
+
+    # ---- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Arrays (numpy, copied) plus step and config; restores exactly with :meth:`load_state_dict`."""
+        sd: dict[str, Any] = {name: getattr(self, name).copy() for name in _ARRAYS}
+        sd["step"] = int(self.step)
+        sd["config"] = json.dumps(asdict(self.config))
+        return sd
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore in place (objects holding this tracker see the restored state)."""
+        missing = [k for k in (*_ARRAYS, "step") if k not in state]
+        if missing:
+            raise ValueError(f"DifficultyTracker state lacks {missing}")
+        sizes = {np.asarray(state[name]).shape for name in _ARRAYS}
+        if len(sizes) != 1 or len(next(iter(sizes))) != 1:
+            raise ValueError(f"DifficultyTracker state: arrays have inconsistent shapes {sizes}")
+        for name, dtype in _ARRAYS.items():
+            setattr(self, name, np.array(state[name], dtype=dtype, copy=True))
+        self.step = int(state["step"])
+        if "config" in state:
+            self.config = TrackerConfig(**json.loads(str(state["config"])))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write an ``.npz`` atomically (no pickle inside)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                sd = self.state_dict()
+                np.savez(f, **{k: np.asarray(v) for k, v in sd.items()})
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DifficultyTracker:
+        """Read a file written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as z:
+            state = {k: z[k] for k in z.files}
+        t = cls(0)
+        state["config"] = str(state["config"])
+        t.load_state_dict(state)
+        return t
