@@ -1,0 +1,204 @@
+"""Readers: generic column-mapped CSV/TSV/JSONL/parquet, ESCI and WANDS layouts, and every error path."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from taosr1_verl.data.errors import DataError, DropReport
+from taosr1_verl.data.readers import ColumnMap, parse_attributes, read_esci, read_pairs, read_wands
+
+ROWS = [
+    {"q": "red sofa", "name": "Casaluna red velvet sofa", "grade": "Exact", "brand": "Casaluna", "qid": "1", "pid": "a"},
+    {"q": "red sofa", "name": "Blue sofa", "grade": "Partial", "brand": "Tessin", "qid": "1", "pid": "b"},
+    {"q": "oak desk", "name": "Glass lamp", "grade": "Irrelevant", "brand": "", "qid": "2", "pid": "c"},
+]
+COLS = ColumnMap(query="q", title="name", label="grade", attribute_columns=("brand",), query_id="qid", item_id="pid")
+
+
+def _write(path, rows, fmt):
+    if fmt in ("csv", "tsv"):
+        sep = "," if fmt == "csv" else "\t"
+        lines = [sep.join(rows[0])] + [sep.join(str(v) for v in r.values()) for r in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
+def test_generic_reader_each_format(tmp_path, fmt):
+    path = _write(tmp_path / f"j.{fmt}", ROWS, fmt)
+    pairs = list(read_pairs(path, COLS, schema="wands"))
+    assert [p.level for p in pairs] == [3, 2, 1]
+    assert [p.pair_id for p in pairs] == ["1:a", "1:b", "2:c"]
+    assert [p.index for p in pairs] == [0, 1, 2]
+    assert pairs[0].attributes == {"brand": "Casaluna"} and pairs[2].attributes == {}
+    assert pairs[0].query == "red sofa" and pairs[0].source == "j"
+
+
+def test_column_map_parse_and_attribute_column(tmp_path):
+    rows = [{"query": "lamp", "title": "Desk lamp", "label": 4, "attrs": '{"colour": "black"}'}]
+    path = _write(tmp_path / "x.jsonl", rows, "jsonl")
+    pairs = list(read_pairs(path, ColumnMap.parse("attributes=attrs")))
+    assert pairs[0].attributes == {"colour": "black"} and pairs[0].pair_id == "x:1"
+    assert parse_attributes("a:1; b:2") == {"a": "1", "b": "2"}
+    with pytest.raises(ValueError, match="expected field=column"):
+        ColumnMap.parse("bogus=x")
+
+
+BAD = [
+    ({"q": "", "name": "Sofa", "grade": "Exact"}, "empty_query", "'q'"),
+    ({"q": "sofa", "name": "  ", "grade": "Exact"}, "empty_title", "'name'"),
+    ({"q": "sofa", "name": "Sofa", "grade": "Great"}, "unknown_label", "'grade'"),
+    ({"q": "sofa", "name": "Sofa", "grade": ""}, "missing_label", "'grade'"),
+]
+
+
+@pytest.mark.parametrize("row, reason, field", BAD)
+def test_bad_row_raises_naming_file_row_field(tmp_path, row, reason, field):
+    good = {"q": "desk", "name": "Oak desk", "grade": "Exact"}
+    path = _write(tmp_path / "bad.tsv", [good, row], "tsv")
+    cols = ColumnMap(query="q", title="name", label="grade")
+    with pytest.raises(DataError) as e:
+        list(read_pairs(path, cols, schema="wands"))
+    msg = str(e.value)
+    assert "bad.tsv" in msg and "row 2" in msg and field in msg and reason in msg
+    assert e.value.row == 2 and e.value.reason == reason
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    path = _write(tmp_path / "m.csv", [{"q": "a", "grade": "Exact"}], "csv")
+    with pytest.raises(DataError, match=r"m.csv: field 'name': missing column\(s\) \['name'\]"):
+        list(read_pairs(path, ColumnMap(query="q", title="name", label="grade"), on_error="skip"))
+
+
+def test_broken_encoding_names_row_and_field(tmp_path):
+    path = tmp_path / "enc.csv"
+    path.write_bytes(b"query,title,label\nsofa,Oak sofa,4\nchair,Caf\xe9 chair,4\n")
+    with pytest.raises(DataError, match=r"enc.csv: row 2, field 'title': not valid UTF-8.*bad_encoding"):
+        list(read_pairs(path))
+
+
+def test_conflicting_and_exact_duplicates(tmp_path):
+    rows = [{"query": "sofa", "title": "Oak sofa", "label": "4"}, {"query": "Sofa ", "title": "oak  sofa", "label": "2"}]
+    path = _write(tmp_path / "d.csv", rows, "csv")
+    with pytest.raises(DataError, match=r"row 2.*same \(query, item\) as row 1 with another label"):
+        list(read_pairs(path))
+    rows[1]["label"] = "4"
+    path = _write(tmp_path / "d2.csv", rows, "csv")
+    rep = DropReport()
+    assert len(list(read_pairs(path, on_error="skip", report=rep))) == 1
+    assert rep.by_reason == {"duplicate": 1}
+
+
+def test_skip_report_accounts_for_every_row(tmp_path):
+    rows = [{"q": "desk", "name": "Oak desk", "grade": "Exact"}] + [r for r, _, _ in BAD]
+    rows += [{"q": "desk", "name": "Oak desk", "grade": "Partial"}]
+    path = tmp_path / "mixed.jsonl"
+    _write(path, rows, "jsonl")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("{not json\n")
+    rep = DropReport()
+    kept = list(read_pairs(path, ColumnMap(query="q", title="name", label="grade"), schema="wands",
+                           on_error="skip", report=rep))
+    assert len(kept) == 1 == rep.n_kept
+    assert rep.n_input == len(rows) + 1 == rep.n_kept + rep.n_dropped
+    assert rep.by_reason == {"empty_query": 1, "empty_title": 1, "unknown_label": 1, "missing_label": 1,
+                             "conflicting_duplicate": 1, "bad_json": 1}
+    out = tmp_path / "dropped.jsonl"
+    rep.write(out)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines[0]["summary"]["kept"] + lines[0]["summary"]["dropped"] == lines[0]["summary"]["input"]
+    assert sorted(d["row"] for d in lines[1:]) == [2, 3, 4, 5, 6, 7]
+    assert all(d["file"].endswith("mixed.jsonl") and d["detail"] for d in lines[1:])
+
+
+# ---- ESCI: shopping_queries_dataset_examples + _products parquet --------------------------------
+def _esci(tmp_path):
+    examples = [
+        {"example_id": 0, "query": "oak desk", "query_id": 0, "product_id": "B01", "product_locale": "us",
+         "esci_label": "E", "small_version": 1, "large_version": 1, "split": "train"},
+        {"example_id": 1, "query": "oak desk", "query_id": 0, "product_id": "B02", "product_locale": "us",
+         "esci_label": "S", "small_version": 1, "large_version": 1, "split": "train"},
+        {"example_id": 2, "query": "oak desk", "query_id": 0, "product_id": "B03", "product_locale": "us",
+         "esci_label": "C", "small_version": 0, "large_version": 1, "split": "test"},
+        {"example_id": 3, "query": "escritorio", "query_id": 1, "product_id": "B01", "product_locale": "es",
+         "esci_label": "I", "small_version": 0, "large_version": 1, "split": "test"},
+        {"example_id": 4, "query": "lamp", "query_id": 2, "product_id": "ZZZ", "product_locale": "us",
+         "esci_label": "I", "small_version": 0, "large_version": 1, "split": "test"},
+    ]
+    products = [
+        {"product_id": "B01", "product_title": "Solid oak desk", "product_description": None,
+         "product_bullet_point": "Solid oak\nTwo drawers", "product_brand": "Oakhurst", "product_color": "brown",
+         "product_locale": "us"},
+        {"product_id": "B02", "product_title": "Walnut desk", "product_description": "A walnut desk.",
+         "product_bullet_point": None, "product_brand": "Halden", "product_color": None, "product_locale": "us"},
+        {"product_id": "B03", "product_title": "Desk mat", "product_description": "", "product_bullet_point": "",
+         "product_brand": "", "product_color": "", "product_locale": "us"},
+        {"product_id": "B01", "product_title": "Escritorio de roble", "product_description": "",
+         "product_bullet_point": "", "product_brand": "Oakhurst", "product_color": "marrón", "product_locale": "es"},
+    ]
+    pq.write_table(pa.Table.from_pylist(examples), tmp_path / "shopping_queries_dataset_examples.parquet")
+    pq.write_table(pa.Table.from_pylist(products), tmp_path / "shopping_queries_dataset_products.parquet")
+    return tmp_path
+
+
+def test_esci_join_on_product_and_locale(tmp_path):
+    d = _esci(tmp_path)
+    rep = DropReport()
+    pairs = list(read_esci(d, on_error="skip", report=rep))
+    assert [(p.query, p.title, p.level) for p in pairs] == [
+        ("oak desk", "Solid oak desk", 4), ("oak desk", "Walnut desk", 3), ("oak desk", "Desk mat", 2),
+        ("escritorio", "Escritorio de roble", 1)]
+    assert pairs[0].attributes == {"brand": "Oakhurst", "colour": "brown"}
+    assert pairs[0].description.startswith("Solid oak") and pairs[1].description == "A walnut desk."
+    assert pairs[0].pair_id == "0:B01" and pairs[3].index == 3
+    assert rep.by_reason == {"unknown_product": 1} and rep.n_input == 5
+    with pytest.raises(DataError, match=r"examples.parquet: row 5, field 'product_id'.*ZZZ"):
+        list(read_esci(d))
+    us = list(read_esci(d, locale="us", on_error="skip"))
+    assert {p.query for p in us} == {"oak desk"}
+
+
+# ---- WANDS: query.csv, product.csv, label.csv, tab separated ------------------------------------
+WANDS_PRODUCT_HEADER = ("product_id\tproduct_name\tproduct_class\tcategory hierarchy\tproduct_description\t"
+                        "product_features\trating_count\taverage_rating\treview_count")
+
+
+def _wands(tmp_path):
+    # query.csv: the first rows of the real file (wayfair/WANDS dataset/query.csv, MIT), same layout.
+    real = ["query_id\tquery\tquery_class", "0\tsalon chair\tMassage Chairs",
+            "1\tsmart coffee table\tCoffee & Cocktail Tables", "2\tdinosaur\tKids Wall D\u00e9cor"]
+    (tmp_path / "query.csv").write_text("\n".join(real) + "\n", encoding="utf-8")
+    (tmp_path / "product.csv").write_text("\n".join([
+        WANDS_PRODUCT_HEADER,
+        "10\tmodern salon chair\tMassage Chairs\tFurniture / Chairs\tA padded chair.\t"
+        "color:black|material:leather|warranty:1 year\t12\t4.5\t10",
+        "11\toak coffee table\tCoffee & Cocktail Tables\tFurniture / Tables\t\tmaterial:oak\t\t\t",
+    ]) + "\n", encoding="utf-8")
+    (tmp_path / "label.csv").write_text("\n".join([
+        "id\tquery_id\tproduct_id\tlabel",
+        "0\t0\t10\tExact", "1\t0\t11\tIrrelevant", "2\t1\t11\tPartial", "3\t1\t99\tExact", "4\t77\t10\tExact",
+    ]) + "\n", encoding="utf-8")
+    return tmp_path
+
+
+def test_wands_join_on_ids(tmp_path):
+    d = _wands(tmp_path)
+    rep = DropReport()
+    pairs = list(read_wands(d, on_error="skip", report=rep))
+    assert [(p.query, p.title, p.level) for p in pairs] == [
+        ("salon chair", "modern salon chair", 3), ("salon chair", "oak coffee table", 1),
+        ("smart coffee table", "oak coffee table", 2)]
+    assert pairs[0].attributes == {"class": "Massage Chairs", "color": "black", "material": "leather",
+                                   "warranty": "1 year"}
+    assert pairs[0].pair_id == "0:10" and pairs[2].index == 2
+    assert rep.by_reason == {"unknown_product": 1, "unknown_query": 1} and rep.n_input == 5
+    with pytest.raises(DataError, match=r"label.csv: row 4, field 'product_id'"):
+        list(read_wands(d))
