@@ -173,3 +173,31 @@ class FirstTokenScorer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
+
+
+def make_scorer(backend: str, model: str, schema: LabelSchema | str | None = None, *,
+                base_url: str | None = None, batch_size: int = 32, **kwargs: Any) -> FirstTokenScorer:
+    """Build a backend by name: ``hf`` (transformers), ``vllm`` (offline engine) or ``openai`` (an endpoint at
+    ``base_url``; ``model`` is then the local tokenizer directory). The engine is imported only here.
+
+    Example:
+        >>> make_scorer("hf", "runs/tiny", "taosr1")                # doctest: +SKIP
+    """
+    if backend == "hf":
+        from taosr1_verl.scoring.hf import HFScorer
+
+        return HFScorer(model, schema=schema, batch_size=batch_size, **kwargs)
+    if backend == "vllm":
+        from taosr1_verl.scoring.vllm_backend import VLLMScorer
+
+        return VLLMScorer(model, schema=schema, **kwargs)
+    if backend == "openai":
+        if not base_url:
+            raise ValueError("backend 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        from taosr1_verl.scoring.openai_backend import OpenAIScorer
+
+        return OpenAIScorer(base_url, model, schema=schema, batch_size=batch_size, **kwargs)
+    raise ValueError(f"unknown scoring backend {backend!r}; choose one of {BACKENDS}")

@@ -1,0 +1,39 @@
+"""``taosr1 eval``: metrics of a model on a labelled eval parquet, first-token (CumPT) and/or generate mode,
+written as report.md + report.json + PNG plots + predictions.jsonl."""
+
+from __future__ import annotations
+
+import argparse
+
+from taosr1_verl.commands.score import add_backend_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a model: macro-F1, tiers, false positives, CumPT calibration")
+    add_backend_args(p)
+    p.add_argument("--data", required=True, help="eval parquet (RL layout: prompt, reward_model.ground_truth)")
+    p.add_argument("--out", required=True, help="output directory for the report")
+    p.add_argument("--modes", default="first_token", help="comma list of first_token, generate")
+    p.add_argument("--beta", type=float, help="CumPT threshold; default: calibrated on this data (in-sample)")
+    p.add_argument("--metric", default="tier_macro_f1", choices=["tier_macro_f1", "macro_f1", "accuracy"],
+                   help="what beta calibration maximises")
+    p.add_argument("--format", default="post_cot", choices=["post_cot", "pre_cot"], help="response format (generate)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="generate mode: response length limit")
+    p.add_argument("--limit", type=int, help="evaluate only the first N rows")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from taosr1_verl.commands.score import make_scorer_from_args
+    from taosr1_verl.evaluation.run import evaluate_to_dir
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    with make_scorer_from_args(args) as scorer:
+        res = evaluate_to_dir(args.data, scorer, args.out, modes=modes, beta=args.beta,
+                              calibration_metric=args.metric, fmt=args.format,
+                              max_new_tokens=args.max_new_tokens, limit=args.limit, model_name=args.model)
+    for name, m in res["metrics"].items():
+        print(f"{name}: macro_f1={m['macro_f1']:.4f} tier_macro_f1={m['tier_macro_f1']:.4f} "
+              f"fp_rate={m['false_positive_rate']:.4f} format_errors={m['format_error_rate']:.4f}")
+    print(f"report: {res['paths']['markdown']}")
+    return 0
