@@ -192,7 +192,7 @@ class BuildReport:
 MAX_PROBLEMS = 10_000
 
 
-class _AtomicParquet:
+class AtomicParquet:
     """Batched ParquetWriter into ``<path>.tmp-<pid>``, renamed onto ``path`` on success."""
 
     def __init__(self, path: str | os.PathLike[str], schema: pa.Schema) -> None:
@@ -213,7 +213,7 @@ class _AtomicParquet:
             self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
             self.rows = []
 
-    def __enter__(self) -> _AtomicParquet:
+    def __enter__(self) -> AtomicParquet:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -228,7 +228,7 @@ class _AtomicParquet:
                 self.tmp.unlink(missing_ok=True)
 
 
-def _progress(it: Iterable, total: int | None, desc: str, show: bool) -> Iterable:
+def progress_iter(it: Iterable, total: int | None, desc: str, show: bool) -> Iterable:
     if not show:
         return it
     from tqdm.auto import tqdm
@@ -247,8 +247,8 @@ def _write_prompt_rows(pairs: Iterable[Pair], path: str | os.PathLike[str], *, s
     report = BuildReport(path=str(path), split=split, balanced=balance)
     sel = BalancedSelector(counts, balanced_targets(counts, per_class), seed) if balance else None
     c_in: Counter[int] = Counter()
-    with _AtomicParquet(path, RL_SCHEMA) as out:
-        for pair in _progress(pairs, total, f"{split} rows", progress):
+    with AtomicParquet(path, RL_SCHEMA) as out:
+        for pair in progress_iter(pairs, total, f"{split} rows", progress):
             lv = schema.normalize(pair.level)
             c_in[lv] += 1
             if sel is not None and not sel.keep(lv):
@@ -341,8 +341,8 @@ def write_sft_parquet(
     c_out: Counter[int] = Counter()
     dropped: Counter[str] = Counter()
     total = len(pairs) if isinstance(pairs, Sequence) else None
-    with _AtomicParquet(path, SFT_SCHEMA) as out:
-        for pair in _progress(pairs, total, f"sft {split}", progress):
+    with AtomicParquet(path, SFT_SCHEMA) as out:
+        for pair in progress_iter(pairs, total, f"sft {split}", progress):
             lv = schema.normalize(pair.level)
             c_in[lv] += 1
             answer = get(pair.pair_id) if isinstance(teacher, Mapping) else get(pair)
@@ -421,8 +421,8 @@ def write_pairs_parquet(pairs: Iterable[Pair], path: str | os.PathLike[str], pro
     """Write pairs in the flat ``PAIRS_SCHEMA`` layout (one row per :meth:`Pair.to_record`); returns rows."""
     n = 0
     total = len(pairs) if isinstance(pairs, Sequence) else None
-    with _AtomicParquet(path, PAIRS_SCHEMA) as out:
-        for pair in _progress(pairs, total, "pairs", progress):
+    with AtomicParquet(path, PAIRS_SCHEMA) as out:
+        for pair in progress_iter(pairs, total, "pairs", progress):
             out.add(pair.to_record())
             n += 1
     return n

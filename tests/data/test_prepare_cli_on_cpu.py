@@ -1,0 +1,128 @@
+"""`taosr1 data ...` end to end on small files: synth, prepare (generic, WANDS layout, --on-error skip),
+sft from a teacher file, stats; resumability and the row accounting of the drop report."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+
+from taosr1_verl.cli import main
+from taosr1_verl.data.builders import iter_pairs_parquet
+from taosr1_verl.data.split import normalize_query
+from taosr1_verl.data.synth import rule_teacher
+
+
+def _queries(path):
+    return {normalize_query(p.query) for p in iter_pairs_parquet(path)}
+
+
+def test_synth_builds_every_file_without_leakage(tmp_path, capsys):
+    out = tmp_path / "syn"
+    assert main(["data", "synth", "--out", str(out), "--n", "3000", "--compact", "--no-progress", "--seed", "3"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert sum(m["pairs_per_split"].values()) == 3000
+    rl = m["files"]["rl_train.parquet"]
+    assert rl["cv_out"] == 0.0 and rl["cv_in"] > 0.5 and rl["stats"]["class_cv"] == 0.0
+    assert m["files"]["sft_train.parquet"]["dropped"] == {}
+    assert "sft_test.parquet" not in m["files"]
+    tr, va, te = (_queries(out / f"pairs_{s}.parquet") for s in ("train", "val", "test"))
+    assert not (tr & te) and not (tr & va) and not (va & te)
+    rows = pq.read_table(out / "rl_train.parquet").to_pylist()
+    assert all(r["extra_info"]["teacher_response"].startswith(r["reward_model"]["ground_truth"] + "\n") for r in rows)
+    # Resume: same options -> nothing rebuilt.
+    mtime = (out / "rl_train.parquet").stat().st_mtime_ns
+    assert main(["data", "synth", "--out", str(out), "--n", "3000", "--compact", "--no-progress", "--seed", "3"]) == 0
+    assert (out / "rl_train.parquet").stat().st_mtime_ns == mtime
+    capsys.readouterr()
+    assert main(["data", "stats", str(out / "eval_test.parquet"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["rows"] == m["pairs_per_split"]["test"] and s["layout"] == "rl"
+
+
+def _judgments(tmp_path, n_good=200):
+    lines = ["q\tname\tgrade\tbrand"]
+    for i in range(n_good):
+        lines.append(f"query {i % 40}\titem {i}\t{['Exact', 'Partial', 'Irrelevant'][i % 3]}\tB{i % 5}")
+    bad = ["\titem x\tExact\tB", "query 1\t\tExact\tB", "query 2\titem y\tGreat\tB", "query 0\titem 0\tPartial\tB0"]
+    path = tmp_path / "judg.tsv"
+    path.write_text("\n".join(lines + bad) + "\n", encoding="utf-8")
+    return path, n_good, len(bad)
+
+
+def test_prepare_generic_skip_writes_full_report(tmp_path, capsys):
+    path, n_good, n_bad = _judgments(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["data", "prepare", "--input", str(path), "--columns", "query=q,title=name,label=grade,"
+               "attribute_columns=brand", "--schema", "wands", "--on-error", "skip", "--out", str(out),
+               "--no-progress"])
+    assert rc == 0
+    lines = [json.loads(x) for x in (out / "dropped.jsonl").read_text().splitlines()]
+    summary = lines[0]["summary"]
+    assert summary == {"input": n_good + n_bad, "kept": n_good, "dropped": n_bad,
+                       "by_reason": {"empty_query": 1, "empty_title": 1, "unknown_label": 1,
+                                     "conflicting_duplicate": 1}}
+    assert [d["row"] for d in lines[1:]] == [n_good + 1, n_good + 2, n_good + 3, n_good + 4]
+    m = json.loads((out / "manifest.json").read_text())
+    assert sum(m["pairs_per_split"].values()) == n_good
+    row = pq.read_table(out / "rl_train.parquet").slice(0, 1).to_pylist()[0]
+    assert row["data_source"] == "judg" and row["extra_info"]["schema"] == "wands"
+    assert row["reward_model"]["ground_truth"] in {"1", "2", "3"}
+
+
+def test_prepare_raise_is_a_clear_cli_error(tmp_path, capsys):
+    path, n_good, _ = _judgments(tmp_path)
+    rc = main(["data", "prepare", "--input", str(path), "--columns", "query=q,title=name,label=grade",
+               "--schema", "wands", "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"judg.tsv: row {n_good + 1}, field 'q': empty query [empty_query]" in err
+    assert not (tmp_path / "o" / "rl_train.parquet").exists()
+
+
+def test_prepare_wands_layout_and_sft_from_teacher_file(tmp_path, capsys):
+    d = tmp_path / "wands"
+    d.mkdir()
+    (d / "query.csv").write_text("query_id\tquery\tquery_class\n0\tsalon chair\tMassage Chairs\n"
+                                 "1\tsmart coffee table\tCoffee & Cocktail Tables\n", encoding="utf-8")
+    (d / "product.csv").write_text(
+        "product_id\tproduct_name\tproduct_class\tcategory hierarchy\tproduct_description\tproduct_features\t"
+        "rating_count\taverage_rating\treview_count\n"
+        + "".join(f"{i}\tproduct {i}\tClass {i % 3}\tA / B\tdesc {i}\tcolor:c{i % 4}\t1\t4.0\t1\n" for i in range(30)),
+        encoding="utf-8")
+    (d / "label.csv").write_text("id\tquery_id\tproduct_id\tlabel\n" + "".join(
+        f"{i}\t{i % 2}\t{i}\t{['Exact', 'Partial', 'Irrelevant'][i % 3]}\n" for i in range(30)), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["data", "prepare", "--wands", str(d), "--out", str(out), "--splits", "1/0/0", "--no-progress",
+                 "--no-balance"]) == 0
+    pairs = list(iter_pairs_parquet(out / "pairs_train.parquet"))
+    assert len(pairs) == 30 and {p.source for p in pairs} == {"wands"}
+    # A teacher file written by "some model": one answer wrong, one missing.
+    teacher = tmp_path / "teacher.jsonl"
+    with open(teacher, "w") as f:
+        for p in pairs[2:]:
+            label = str(p.level) if p is not pairs[2] else str(p.level % 3 + 1)
+            f.write(json.dumps({"pair_id": p.pair_id, "response": f"{label}\n<think>\nbecause\n</think>"}) + "\n")
+    capsys.readouterr()
+    assert main(["data", "sft", "--pairs", str(out / "pairs_train.parquet"), "--teacher", str(teacher),
+                 "--out", str(tmp_path / "sft.parquet"), "--schema", "wands",
+                 "--problems", str(tmp_path / "problems.jsonl")]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res == {"rows_in": 30, "rows_out": 27, "dropped": {"teacher_missing": 2, "teacher_wrong_label": 1}}
+    assert len((tmp_path / "problems.jsonl").read_text().splitlines()) == 3
+
+
+def test_rule_teacher_file_round_trip_via_cli(tmp_path, capsys):
+    from taosr1_verl.data.builders import write_teacher_jsonl
+
+    out = tmp_path / "syn"
+    assert main(["data", "synth", "--out", str(out), "--n", "400", "--no-progress", "--splits", "1/0/0"]) == 0
+    pairs = list(iter_pairs_parquet(out / "pairs_train.parquet"))
+    write_teacher_jsonl(pairs, tmp_path / "t.jsonl", rule_teacher)
+    capsys.readouterr()
+    assert main(["data", "sft", "--pairs", str(out / "pairs_train.parquet"), "--teacher", str(tmp_path / "t.jsonl"),
+                 "--out", str(tmp_path / "sft.parquet")]) == 0
+    assert json.loads(capsys.readouterr().out.strip())["rows_out"] == 400
+    a = pq.read_table(tmp_path / "sft.parquet").column("messages").to_pylist()
+    b = pq.read_table(out / "sft_train.parquet").column("messages").to_pylist()
+    assert [m[2] for m in a] == [m[2] for m in b]
