@@ -1,0 +1,259 @@
+"""Compose and validate the verl recipes in ``recipes/`` exactly as verl's entry points would.
+
+A recipe is a Hydra config that extends verl's own (``ppo_trainer`` for GRPO, ``sft_trainer_engine`` for
+SFT) and ends with a device overlay (``overlays/<kind>/{gpu,cpu}.yaml``). GPU runs cannot happen on CI,
+so this module is how a broken recipe fails there:
+
+- :func:`compose_recipe` composes it with Hydra, the ``pkg://verl.trainer.config`` search path and the
+  chosen overlay (what ``--config-path/--config-name`` does in ``main_ppo`` / ``sft_trainer``);
+- :func:`validate_recipe` runs verl's own checks (``validate_config`` for PPO, the dataclass conversions
+  the SFT trainer makes), flags keys that verl does not know (a YAML file merged into verl's config may
+  add keys silently, so a typo would otherwise be ignored), resolves the reward function and the custom
+  sampler, and checks the reward options against :class:`taosr1_verl.rewards.RewardConfig`.
+
+Example::
+
+    >>> from taosr1_verl.integrations.verl.recipes import compose_recipe, validate_recipe
+    >>> cfg = compose_recipe("grpo", ["actor_rollout_ref.model.path=/m", "data.train_files=/t",
+    ...                               "data.val_files=/v"], device="cpu")   # doctest: +SKIP
+    >>> validate_recipe("grpo", cfg)                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from taosr1_verl.integrations.verl.cpu_runtime import recipes_dir
+
+logger = logging.getLogger(__name__)
+
+Device = Literal["cpu", "gpu"]
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """How one recipe is run."""
+
+    name: str
+    """Config name (``recipes/<name>.yaml``)."""
+    kind: Literal["ppo", "sft"]
+    """Overlay group (``overlays/<kind>``) and validation path."""
+    entry: str
+    """verl module run with ``python -m`` (SFT under torchrun)."""
+    base: str
+    """verl's config the recipe extends."""
+    required: tuple[str, ...] = ()
+    """Keys the recipe leaves null that every run must set (``???`` cannot be used: OmegaConf keeps
+    verl's value when merging a missing value over it)."""
+
+
+RECIPES: dict[str, RecipeSpec] = {
+    "sft": RecipeSpec("sft", "sft", "verl.trainer.sft_trainer", "sft_trainer_engine",
+                      required=("model.path", "data.train_files")),
+    "grpo": RecipeSpec("grpo", "ppo", "verl.trainer.main_ppo", "ppo_trainer",
+                       required=("actor_rollout_ref.model.path", "data.train_files", "data.val_files")),
+}
+"""The verl recipes (stage 2, DPO, runs on TRL and has its own runner)."""
+
+FREE_FORM_PREFIXES: tuple[str, ...] = (
+    # ray.init(**ray_kwargs.ray_init): any ray.init keyword.
+    "ray_kwargs.ray_init.",
+    # Passed to taosr1_verl.rewards.compute_score; checked against RewardConfig below.
+    "reward.custom_reward_function.reward_kwargs.",
+)
+"""Key prefixes where a recipe may add keys verl's YAML does not list (besides empty dicts in verl's
+config, e.g. ``override_config: {}`` and ``sampler_kwargs: {}``, and fields of the node's dataclass)."""
+
+
+class RecipeError(ValueError):
+    """A recipe that verl would reject, or that names things that do not exist."""
+
+
+def get_recipe(name: str) -> RecipeSpec:
+    """The :class:`RecipeSpec` called ``name`` (``sft`` or ``grpo``)."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise RecipeError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}") from None
+
+
+def overlay_override(spec: RecipeSpec, device: Device) -> str:
+    """The Hydra override that selects the device overlay, e.g. ``overlays/ppo=cpu``."""
+    if device not in ("cpu", "gpu"):
+        raise RecipeError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    return f"overlays/{spec.kind}={device}"
+
+
+def _compose(config_dir: str, config_name: str, overrides: Sequence[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def compose_recipe(name: str, overrides: Iterable[str] = (), device: Device = "gpu"):
+    """Compose ``recipes/<name>.yaml`` with the ``device`` overlay and ``overrides`` (an OmegaConf DictConfig).
+
+    Raises :class:`RecipeError` with Hydra's message when a key or a config group does not exist.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    spec = get_recipe(name)
+    all_overrides = [overlay_override(spec, device), *overrides]
+    try:
+        return _compose(str(recipes_dir()), spec.name, all_overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise RecipeError(f"recipes/{spec.name}.yaml (device {device}): {e}") from e
+
+
+def compose_base(name: str):
+    """verl's own config that recipe ``name`` extends, composed with no changes."""
+    import verl.trainer.config as verl_config
+
+    spec = get_recipe(name)
+    return _compose(str(importlib.resources.files(verl_config)), spec.base, [])
+
+
+def _leaf_paths(node: Any, prefix: str = "") -> Iterable[str]:
+    from omegaconf import DictConfig
+
+    if isinstance(node, DictConfig):
+        keys = list(node.keys())
+        if not keys and prefix:
+            yield prefix
+        for k in keys:
+            yield from _leaf_paths(node._get_node(k), f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix
+
+
+def _dataclass_fields(target: str) -> set[str] | None:
+    module, _, attr = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+    return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
+
+
+def unknown_keys(cfg: Any, base: Any) -> list[str]:
+    """Keys of ``cfg`` that verl's ``base`` config does not define and that nothing would consume.
+
+    A key is known if ``base`` has it, if it lies under a free-form mapping (an empty dict in ``base`` or
+    :data:`FREE_FORM_PREFIXES`), or if it is (or lies under) a field of the dataclass (``_target_``) of its nearest node in ``base``.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    unknown = []
+    for path in _leaf_paths(cfg):
+        if OmegaConf.select(base, path, default="__missing__", throw_on_missing=False) != "__missing__":
+            continue
+        if any(path.startswith(p) for p in FREE_FORM_PREFIXES):
+            continue
+        parts = path.split(".")
+        ok = False
+        for i in range(len(parts) - 1, 0, -1):
+            parent = ".".join(parts[:i])
+            base_parent = OmegaConf.select(base, parent, default=None, throw_on_missing=False)
+            if isinstance(base_parent, DictConfig):
+                if len(base_parent) == 0:
+                    ok = True  # a free-form mapping in verl's config (override_config, sampler_kwargs, ...)
+                elif "_target_" in base_parent:
+                    # A field of the node's dataclass that verl's YAML omits (its value is the field's business).
+                    fields = _dataclass_fields(str(base_parent["_target_"]))
+                    ok = fields is not None and parts[i] in fields
+                break
+        if not ok:
+            unknown.append(path)
+    return unknown
+
+
+def _check_reward(cfg: Any, where: str) -> None:
+    from omegaconf import OmegaConf
+
+    from taosr1_verl.rewards import RewardConfig
+
+    rf = cfg.reward.get("custom_reward_function") or {}
+    if not rf.get("path"):
+        return
+    from verl.utils.import_utils import load_extern_object
+
+    try:
+        fn = load_extern_object(module_path=rf.path, object_name=rf.name)
+    except (ImportError, AttributeError, FileNotFoundError, RuntimeError) as e:
+        raise RecipeError(f"{where}: reward.custom_reward_function {rf.path}:{rf.name} does not load: {e}") from e
+    if not callable(fn):
+        raise RecipeError(f"{where}: reward.custom_reward_function {rf.path}:{rf.name} is not callable")
+    kwargs = OmegaConf.to_container(rf.get("reward_kwargs") or {}, resolve=True)
+    if getattr(fn, "__module__", "").startswith("taosr1_verl"):
+        names = {f.name for f in dataclasses.fields(RewardConfig)}
+        bad = sorted(set(kwargs) - names)
+        if bad:
+            raise RecipeError(f"{where}: unknown reward_kwargs {bad}; RewardConfig takes {sorted(names)}")
+        try:
+            RewardConfig(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise RecipeError(f"{where}: bad reward_kwargs: {e}") from e
+
+
+def _check_sampler(cfg: Any, where: str) -> None:
+    sampler = cfg.trainer.get("v1", {}).get("sampler", {}).get("custom_sampler", {})
+    if not sampler or not sampler.get("path"):
+        return
+    from verl.utils.import_utils import load_extern_object
+
+    try:
+        load_extern_object(module_path=sampler.path, object_name=sampler.name)
+    except (ImportError, AttributeError, FileNotFoundError, RuntimeError) as e:
+        raise RecipeError(f"{where}: trainer.v1.sampler.custom_sampler {sampler.path}:{sampler.name}: {e}") from e
+
+
+def validate_recipe(name: str, cfg: Any, check_model: bool = True) -> None:
+    """Run verl's validation of a composed recipe, plus the checks verl skips. Raises :class:`RecipeError`.
+
+    ``check_model``: also build the SFT trainer's model config, which opens ``model.path`` (needs a real
+    checkpoint directory).
+    """
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    spec = get_recipe(name)
+    where = f"recipes/{spec.name}.yaml"
+    base = compose_base(name)
+    # `???` that verl itself leaves unset (e.g. the unused reward model's rollout name) are fine.
+    missing = sorted(OmegaConf.missing_keys(cfg) - OmegaConf.missing_keys(base))
+    missing += [k for k in spec.required if OmegaConf.select(cfg, k, default=None) in (None, "")]
+    if missing:
+        raise RecipeError(f"{where}: required values not set: {missing}")
+    extra = unknown_keys(cfg, base)
+    if extra:
+        raise RecipeError(f"{where}: keys verl does not know (typo?): {extra}")
+    cfg = cfg.copy()
+    try:
+        if spec.kind == "ppo":
+            from verl.trainer.main_ppo import need_critic, need_reference_policy
+            from verl.utils.config import validate_config
+
+            validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+            _check_reward(cfg, where)
+            _check_sampler(cfg, where)
+        else:
+            from verl.utils.config import omega_conf_to_dataclass
+
+            sections = ["engine", "optim", "checkpoint", "profiler"] + (["model"] if check_model else [])
+            for section in sections:
+                omega_conf_to_dataclass(cfg[section])
+    except RecipeError:
+        raise
+    except (AssertionError, ValueError, TypeError, KeyError, AttributeError, OmegaConfBaseException,
+            HydraException) as e:  # verl's dataclass checks surface as Hydra InstantiationException
+        raise RecipeError(f"{where}: verl rejects the config: {type(e).__name__}: {e}") from e

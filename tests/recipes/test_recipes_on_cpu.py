@@ -1,0 +1,107 @@
+"""Every recipe composes with verl's own config loading and passes verl's own validation, on both overlays.
+
+GPU runs cannot happen here, so these checks are what makes a broken key fail CI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from taosr1_verl.integrations.verl.cpu_runtime import recipes_dir
+from taosr1_verl.integrations.verl.recipes import RECIPES, RecipeError, compose_recipe, validate_recipe
+
+REQUIRED = {
+    "grpo": ["data.train_files=/data/train.parquet", "data.val_files=/data/val.parquet"],
+    "sft": ["data.train_files=/data/train.parquet"],
+}
+MODEL_KEY = {"grpo": "actor_rollout_ref.model.path", "sft": "model.path"}
+
+
+def _overrides(name: str, model: Path | str = "/models/base") -> list[str]:
+    return [f"{MODEL_KEY[name]}={model}", *REQUIRED[name]]
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_composes_and_validates(name, device, tiny_model_dir):
+    cfg = compose_recipe(name, _overrides(name, tiny_model_dir), device=device)
+    validate_recipe(name, cfg)
+    expected = "cpu" if device == "cpu" else "cuda"
+    assert cfg.trainer.device == expected
+
+
+def test_grpo_recipe_carries_the_taosr1_method():
+    cfg = compose_recipe("grpo", _overrides("grpo"), device="gpu")
+    assert cfg.algorithm.adv_estimator == "grpo"
+    assert cfg.actor_rollout_ref.rollout.name == "vllm"
+    assert cfg.actor_rollout_ref.actor.use_kl_loss is True
+    assert cfg.algorithm.filter_groups.enable is True and cfg.algorithm.filter_groups.metric == "acc"
+    rf = cfg.reward.custom_reward_function
+    assert rf.path == "pkg://taosr1_verl.rewards" and rf.name == "compute_score"
+    # reward options are reachable from the recipe / command line
+    cfg2 = compose_recipe("grpo", [*_overrides("grpo"), "reward.custom_reward_function.reward_kwargs.partial_credit=true"])
+    assert cfg2.reward.custom_reward_function.reward_kwargs.partial_credit is True
+    validate_recipe("grpo", cfg2)
+
+
+def test_the_cpu_overlay_changes_only_device_settings():
+    gpu = compose_recipe("grpo", _overrides("grpo"), device="gpu")
+    cpu = compose_recipe("grpo", _overrides("grpo"), device="cpu")
+    for key in ("algorithm.adv_estimator", "actor_rollout_ref.rollout.n", "actor_rollout_ref.actor.kl_loss_coef",
+                "data.train_batch_size", "reward.custom_reward_function"):
+        from omegaconf import OmegaConf
+
+        assert OmegaConf.select(gpu, key) == OmegaConf.select(cpu, key), key
+    assert cpu.actor_rollout_ref.actor.strategy == "fsdp2" and cpu.ray_kwargs.ray_init.num_gpus == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "match"),
+    [
+        ("grpo", "++actor_rollout_ref.actor.ppo_mini_bach_size=4", "ppo_mini_bach_size"),
+        ("grpo", "++algorithm.filter_group.enable=true", "filter_group"),
+        ("sft", "++engine.strateg=fsdp2", "strateg"),
+        ("grpo", "reward.custom_reward_function.reward_kwargs.format=cot_first", "reward_kwargs"),
+        ("grpo", "++reward.custom_reward_function.reward_kwargs.malformed_penaltty=-1", "malformed_penaltty"),
+        ("grpo", "reward.custom_reward_function.name=no_such_function", "does not load"),
+        ("grpo", "actor_rollout_ref.actor.ppo_micro_batch_size=4", "verl rejects"),  # and the per-GPU one
+        ("grpo", "data.train_batch_size=8", "verl rejects"),  # fewer prompts than one mini-batch
+        ("grpo", "trainer.v1.sampler.custom_sampler.path=pkg://taosr1_verl.no_such_module", "custom_sampler"),
+    ],
+)
+def test_a_broken_key_or_value_fails(name, override, match):
+    extra = [override]
+    if "custom_sampler.path" in override:
+        extra.append("trainer.v1.sampler.custom_sampler.name=X")
+    cfg = compose_recipe(name, [*_overrides(name), *extra], device="cpu")
+    with pytest.raises(RecipeError, match=match):
+        validate_recipe(name, cfg, check_model=False)
+
+
+def test_a_missing_required_value_fails():
+    cfg = compose_recipe("grpo", ["data.train_files=/t", "data.val_files=/v"], device="cpu")
+    with pytest.raises(RecipeError, match="actor_rollout_ref.model.path"):
+        validate_recipe("grpo", cfg)
+
+
+def test_an_unknown_key_on_the_command_line_fails_at_composition():
+    with pytest.raises(RecipeError, match="grpo.yaml"):
+        compose_recipe("grpo", [*_overrides("grpo"), "actor_rollout_ref.actor.no_such_key=1"])
+
+
+def test_every_recipe_field_has_a_comment_above_it():
+    """Project rule: a comment above every field of every recipe and overlay."""
+    files = sorted(recipes_dir().rglob("*.yaml"))
+    assert any(f.name == "grpo.yaml" for f in files)
+    for path in files:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        yaml.safe_load("\n".join(lines))  # valid YAML
+        for i, line in enumerate(lines):
+            stripped = line.strip()
+            if not stripped or stripped.startswith(("#", "-")) or stripped == "{}" or ":" not in stripped:
+                continue
+            prev = next((p.strip() for p in reversed(lines[:i]) if p.strip()), "")
+            assert prev.startswith("#"), f"{path.relative_to(recipes_dir())}:{i + 1}: no comment above {stripped!r}"
