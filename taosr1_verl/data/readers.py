@@ -222,11 +222,12 @@ class PairValidator:
         f = self.file
         q, t, d = _text(query), _text(title), _text(description)
         attrs = attributes or {}
-        for fname, val in (("query", q), ("title", t), ("description", d), *attrs.items()):
-            if _has_surrogates(val) or _has_surrogates(fname):
-                return self._fail(DataError(f, row, names.get(fname, fname), "bad_encoding",
-                                            "not valid UTF-8: " + val.encode("utf-8", "backslashreplace")
-                                            .decode("ascii", "replace")[:60]))
+        if _has_surrogates("".join((q, t, d, *attrs, *attrs.values()))):  # one check on the fast path
+            for fname, val in (("query", q), ("title", t), ("description", d), *attrs.items()):
+                if _has_surrogates(val) or _has_surrogates(fname):
+                    return self._fail(DataError(f, row, names.get(fname, fname), "bad_encoding",
+                                                "not valid UTF-8: " + val.encode("utf-8", "backslashreplace")
+                                                .decode("ascii", "replace")[:60]))
         if not q:
             return self._fail(DataError(f, row, names.get("query", "query"), "empty_query", "empty query"))
         if not t:

@@ -26,6 +26,8 @@ class Rule:
     id: str
     level: int
     text: str
+    keywords: str = ""
+    """Extra words for lexical retrieval (not shown to the model)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ def parse_rules(data: Any, source: str = "<rules>") -> RuleKB:
             raise _err(source, f"rules[{i}].id", f"unknown rule id {r['id']!r}; the judge implements {RULE_IDS}")
         if r["level"] not in (1, 2, 3, 4):
             raise _err(source, f"rules[{i}].level", f"must be 1..4, got {r['level']!r}")
-        rules[r["id"]] = Rule(r["id"], int(r["level"]), str(r["text"]).strip())
+        rules[r["id"]] = Rule(r["id"], int(r["level"]), str(r["text"]).strip(), str(r.get("keywords") or "").strip())
     missing = [rid for rid in RULE_IDS if rid not in rules]
     if missing:
         raise _err(source, "rules", f"missing rules {missing}")
