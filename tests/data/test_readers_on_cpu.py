@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from taosr1_verl.data.errors import DataError, DropReport
 from taosr1_verl.data.readers import ColumnMap, parse_attributes, read_esci, read_pairs, read_wands
@@ -202,3 +205,29 @@ def test_wands_join_on_ids(tmp_path):
     assert rep.by_reason == {"unknown_product": 1, "unknown_query": 1} and rep.n_input == 5
     with pytest.raises(DataError, match=r"label.csv: row 4, field 'product_id'"):
         list(read_wands(d))
+
+
+# ---- property: whatever text a cell holds (quotes, separators, newlines, unicode), it survives ----------
+
+_cell = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(',;\t"\n|:'), min_size=1,
+                max_size=30).filter(lambda s: s.strip())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_cell, _cell, st.sampled_from(["1", "2", "3", "4"])), min_size=1, max_size=15,
+                     unique_by=lambda r: (" ".join(r[0].casefold().split()), " ".join(r[1].casefold().split()))),
+       fmt=st.sampled_from(["csv", "tsv", "jsonl", "parquet"]))
+def test_any_cell_text_round_trips(tmp_path_factory, rows, fmt):
+    path = tmp_path_factory.mktemp("prop") / f"p.{fmt}"
+    recs = [{"query": q, "title": t, "label": lab} for q, t, lab in rows]
+    if fmt in ("csv", "tsv"):
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, ["query", "title", "label"], delimiter="," if fmt == "csv" else "\t")
+            w.writeheader()
+            w.writerows(recs)
+    else:
+        _write(path, recs, fmt)
+    rep = DropReport()
+    pairs = list(read_pairs(path, on_error="skip", report=rep))
+    assert rep.n_input == len(rows) and rep.n_dropped == 0
+    assert [(p.query, p.title, p.level) for p in pairs] == [(q.strip(), t.strip(), int(lab)) for q, t, lab in rows]
