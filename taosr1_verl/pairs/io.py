@@ -8,7 +8,8 @@ Inputs:
   ``responses`` column, a list of N strings per row), or JSONL with either ``{"index", "responses": [...]}``
   per prompt or ``{"index", "response"}`` per sample;
 * teacher answers: JSONL ``{"pair_id", "response"}`` (``pair_id`` matched against ``extra_info.pair_id``,
-  else against the dataset index as a string).
+  else against the dataset index as a string), or, without a teacher file, the RL row's own
+  ``extra_info.teacher_response`` (written by the data builders, see docs/data.md).
 
 Outputs (all written atomically: temp file then ``os.replace``): the samples JSONL (resumable), the pairs
 file (parquet + optional JSONL, TRL conversational ``prompt/chosen/rejected``), the difficulty parquet,
@@ -40,6 +41,8 @@ class PromptRow:
     ground_truth: Any
     pair_id: str
     data_source: str = ""
+    teacher: str | None = None
+    """``extra_info.teacher_response`` when the data builder stored one (empty means none)."""
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -124,7 +127,10 @@ def rows_to_prompts(rows: Iterable[Mapping[str, Any]], source: str, prompt_key: 
         seen[idx] = r
         info = row.get("extra_info") or {}
         pair_id = info.get("pair_id")
-        out.append(PromptRow(idx, msgs, gt, str(pair_id) if pair_id is not None else str(idx), str(row.get("data_source") or "")))
+        teacher = info.get("teacher_response")
+        teacher = teacher if isinstance(teacher, str) and teacher.strip() else None
+        pid = str(pair_id) if pair_id is not None else str(idx)
+        out.append(PromptRow(idx, msgs, gt, pid, str(row.get("data_source") or ""), teacher))
     return out
 
 

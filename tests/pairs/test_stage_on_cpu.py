@@ -97,6 +97,16 @@ def test_prompt_without_responses_is_accounted(files: dict[str, Path], tmp_path:
     assert res.report["prompts"] == sum(res.report["outcomes"].values()) == 4
 
 
+def test_teacher_response_stored_in_the_rl_row_is_used(files: dict[str, Path], tmp_path: Path) -> None:
+    rows = rl_rows()
+    rows[3]["extra_info"]["teacher_response"] = ok("3", "stored")  # prompt 13: all samples wrong
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
+    res = run_pairs(files["jsonl"], tmp_path / "o", prompts_path=tmp_path / "t.parquet", teacher=files["teacher"])
+    assert res.report["outcomes"]["paired_teacher"] == 2
+    (p13,) = [p for p in res.pairs if p["index"] == 13]
+    assert p13["chosen"][0]["content"] == ok("3", "stored")
+
+
 def test_bad_prompt_rows_name_file_row_and_field(tmp_path: Path) -> None:
     rows = rl_rows()
     del rows[2]["reward_model"]["ground_truth"]

@@ -1,0 +1,89 @@
+"""``taosr1 passn`` (sample N answers per prompt, grade, pair) and ``taosr1 pairs`` (the same from
+responses generated elsewhere)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output directory (pairs.parquet, difficulty.parquet, report.*)")
+    p.add_argument("--teacher", help="teacher JSONL ({pair_id, response}): chosen answer when no sample is right")
+    p.add_argument("--chosen", default="shortest", choices=["shortest", "longest", "first", "random"],
+                   help="which correct answer becomes chosen")
+    p.add_argument("--rejected", default="confident", choices=["confident", "farthest", "malformed", "first", "random"],
+                   help="which wrong answer becomes rejected")
+    p.add_argument("--pairs-per-prompt", type=int, default=1, help="distinct pairs per prompt, at most")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the random policies")
+    p.add_argument("--no-teacher", action="store_true", help="never use teacher answers")
+    p.add_argument("--jsonl", action="store_true", help="also write pairs.jsonl")
+    p.add_argument("--reward", default="{}", help='reward options as JSON, e.g. \'{"schema": "esci"}\' (same as GRPO)')
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("passn", help="pass@N: sample N responses per RL prompt, grade, write difficulty + DPO pairs")
+    p.add_argument("--prompts", required=True, help="RL parquet (prompt, reward_model.ground_truth, extra_info.index)")
+    p.add_argument("--model", required=True, help="SFT model directory (Hugging Face layout)")
+    p.add_argument("--backend", default="vllm", choices=["vllm", "hf"], help="generation backend")
+    p.add_argument("-n", "--n", type=int, default=5, help="samples per prompt")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--chunk-size", type=int, default=64, help="prompts per generation call and resume checkpoint")
+    p.add_argument("--threads", type=int, help="hf backend: torch threads")
+    p.add_argument("--batch-size", type=int, default=8, help="hf backend: prompts per generate call")
+    _common(p)
+    p.set_defaults(func=run_passn)
+
+    q = sub.add_parser("pairs", help="grade externally generated responses and build DPO pairs")
+    q.add_argument("--responses", required=True,
+                   help="verl main_generation_server parquet, or JSONL ({index, responses} or {index, response})")
+    q.add_argument("--prompts", help="RL parquet the JSONL indices refer to (not needed for a verl parquet)")
+    _common(q)
+    q.set_defaults(func=run_pairs)
+
+
+def _pairing(args: argparse.Namespace):
+    from taosr1_verl.pairs.rule import PairConfig
+
+    return PairConfig(chosen=args.chosen, rejected=args.rejected, pairs_per_prompt=args.pairs_per_prompt,
+                      seed=args.seed, use_teacher=not args.no_teacher)
+
+
+def _reward(args: argparse.Namespace) -> dict:
+    try:
+        opts = json.loads(args.reward)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--reward is not valid JSON ({e.msg})") from None
+    if not isinstance(opts, dict):
+        raise ValueError("--reward must be a JSON object")
+    return opts
+
+
+def _summary(res) -> int:
+    rep = res.report
+    print(json.dumps({"out": str(res.out_dir), "prompts": rep["prompts"], "pairs": rep["pairs"],
+                      "outcomes": rep["outcomes"], "pass_at_k": [round(x, 4) for x in rep["pass_at_k"]]}, indent=1))
+    return 0
+
+
+def run_passn(args: argparse.Namespace) -> int:
+    from taosr1_verl.pairs.generate import SamplingConfig
+    from taosr1_verl.pairs.stage import run_passn as run
+
+    sampling = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
+                              max_new_tokens=args.max_new_tokens, seed=args.seed)
+    kw: dict = {"threads": args.threads, "batch_size": args.batch_size} if args.backend == "hf" else {"seed": args.seed}
+    res = run(args.prompts, args.out, backend=args.backend, model=args.model, sampling=sampling,
+              pairing=_pairing(args), reward_kwargs=_reward(args), teacher=args.teacher,
+              chunk_size=args.chunk_size, jsonl=args.jsonl, backend_kwargs=kw)
+    return _summary(res)
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    from taosr1_verl.pairs.stage import run_pairs as run
+
+    res = run(args.responses, args.out, prompts_path=args.prompts, pairing=_pairing(args),
+              reward_kwargs=_reward(args), teacher=args.teacher, jsonl=args.jsonl)
+    return _summary(res)

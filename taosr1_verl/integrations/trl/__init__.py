@@ -1,0 +1,1 @@
+"""TRL adapters: the DPO stage runner (``dpo.py``). Import the submodule you need."""

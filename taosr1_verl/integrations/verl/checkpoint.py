@@ -1,0 +1,96 @@
+"""Turn a verl FSDP checkpoint (e.g. from ``verl.trainer.sft_trainer``) into a Hugging Face directory.
+
+verl saves FSDP shards (``model_world_size_{W}_rank_{r}.pt`` + ``fsdp_config.json`` + a ``huggingface/``
+folder with config and tokenizer). TRL, vLLM and verl's own ``model.path`` need a plain HF directory, so
+we run verl's shipped merger in a subprocess (an argument list, never a shell)::
+
+    python -m verl.model_merger merge --backend fsdp --local_dir CKPT --target_dir OUT
+
+The merger reads the shards with ``torch.load``: only convert checkpoints you produced yourself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+_SHARD = re.compile(r"model_world_size_(\d+)_rank_(\d+)\.pt$")
+
+
+def is_hf_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """True for a directory with ``config.json`` and safetensors (or bin) weights."""
+    p = Path(path)
+    has_weights = any(p.glob("*.safetensors")) or any(p.glob("pytorch_model*.bin"))
+    return (p / "config.json").exists() and has_weights
+
+
+def find_fsdp_checkpoint(path: str | os.PathLike[str]) -> Path | None:
+    """The directory holding verl FSDP shards at or under ``path`` (``global_step_*`` picks the latest
+    step; ``actor/`` and ``model/`` sub-folders are looked into), or ``None``."""
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    steps = sorted(
+        (d for d in p.glob("global_step_*") if d.is_dir() and d.name.split("_")[-1].isdigit()),
+        key=lambda d: int(d.name.split("_")[-1]),
+    )
+    candidates = [p, p / "actor", p / "model"]
+    if steps:
+        candidates += [steps[-1], steps[-1] / "actor", steps[-1] / "model"]
+    for c in candidates:
+        if c.is_dir() and any(_SHARD.search(f.name) for f in c.iterdir()):
+            return c
+    return None
+
+
+def merge_fsdp_checkpoint(
+    local_dir: str | os.PathLike[str], target_dir: str | os.PathLike[str], timeout_s: float | None = 3600
+) -> Path:
+    """Run verl's model merger on ``local_dir`` and write an HF checkpoint to ``target_dir`` atomically.
+
+    Example (not run: needs a verl checkpoint):
+        >>> merge_fsdp_checkpoint("ckpt/sft/global_step_100/actor", "ckpt/sft_hf")  # doctest: +SKIP
+    """
+    src = find_fsdp_checkpoint(local_dir)
+    if src is None:
+        raise FileNotFoundError(f"{local_dir}: no verl FSDP shards (model_world_size_*_rank_*.pt) found")
+    out = Path(target_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    cmd = [sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp",
+           "--local_dir", str(src), "--target_dir", str(tmp)]
+    logger.info("merging verl FSDP checkpoint %s -> %s", src, out)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"verl model merger failed on {src} (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        if not (tmp / "config.json").exists():
+            raise RuntimeError(f"verl model merger wrote no config.json for {src}")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def ensure_hf_checkpoint(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``path`` itself when it is an HF directory; else the merged HF copy of its verl FSDP checkpoint
+    (in ``cache_dir``, default ``<path>/hf_merged``), converted once."""
+    p = Path(path)
+    if is_hf_checkpoint(p):
+        return p
+    target = Path(cache_dir) if cache_dir else p / "hf_merged"
+    if is_hf_checkpoint(target):
+        return target
+    if find_fsdp_checkpoint(p) is None:
+        raise FileNotFoundError(f"{p}: neither a Hugging Face model directory nor a verl FSDP checkpoint")
+    return merge_fsdp_checkpoint(p, target)
