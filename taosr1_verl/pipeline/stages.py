@@ -1,0 +1,122 @@
+"""Resumable stages: each stage writes into its own directory, atomically, and leaves a completion record.
+
+A stage runs in ``<run_dir>/.<name>.partial`` and the directory is renamed to ``<run_dir>/<name>`` only
+after the stage function returned; ``<name>/stage.json`` records when and with which settings it
+finished. A rerun skips every stage whose directory holds that record (a Ctrl-C mid-stage loses only the
+stage in flight); ``rerun_from`` deletes the records from a stage on, so it and the stages after it run
+again. Settings that change a stage's output (the profile) are part of the record: a changed setting
+invalidates the stage instead of silently reusing stale output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+RECORD = "stage.json"
+
+
+@dataclass
+class Stage:
+    """One step of a pipeline: ``run(ctx, out_dir) -> summary dict`` (written to the record)."""
+
+    name: str
+    run: Callable[[StageContext, Path], dict[str, Any]]
+    description: str = ""
+
+
+@dataclass
+class StageContext:
+    """What stages share: the run directory, the settings, and the finished stages' summaries."""
+
+    run_dir: Path
+    settings: dict[str, Any]
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def stage_dir(self, name: str) -> Path:
+        """The finished output directory of an earlier stage."""
+        d = self.run_dir / name
+        if not (d / RECORD).exists():
+            raise RuntimeError(f"stage {name!r} has not completed in {self.run_dir}")
+        return d
+
+
+def read_record(stage_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((stage_dir / RECORD).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class Pipeline:
+    """Runs stages in order, skipping completed ones, with one line of progress per stage."""
+
+    def __init__(self, stages: Sequence[Stage], run_dir: Path, settings: dict[str, Any]) -> None:
+        names = [s.name for s in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate stage names: {names}")
+        self.stages = list(stages)
+        self.ctx = StageContext(run_dir=Path(run_dir), settings=dict(settings))
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def _fingerprint(self) -> str:
+        return json.dumps(self.ctx.settings, sort_keys=True, default=str)
+
+    def invalidate_from(self, name: str) -> None:
+        """Make ``name`` and every later stage run again."""
+        if name not in self.names:
+            raise ValueError(f"unknown stage {name!r}; stages are {self.names}")
+        for stage in self.stages[self.names.index(name):]:
+            record = self.ctx.run_dir / stage.name / RECORD
+            if record.exists():
+                record.unlink()
+
+    def is_complete(self, stage: Stage) -> bool:
+        record = read_record(self.ctx.run_dir / stage.name)
+        return record is not None and record.get("settings") == self._fingerprint()
+
+    def run(self, rerun_from: str | None = None, until: str | None = None) -> dict[str, dict[str, Any]]:
+        run_dir = self.ctx.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if rerun_from:
+            self.invalidate_from(rerun_from)
+        stale = False
+        total = len(self.stages)
+        for i, stage in enumerate(self.stages, 1):
+            out = run_dir / stage.name
+            if not stale and self.is_complete(stage):
+                self.ctx.summaries[stage.name] = read_record(out)["summary"]
+                logger.info("[%d/%d] %s: done before, skipped", i, total, stage.name)
+            else:
+                stale = True  # everything after a rerun stage depends on it
+                partial = run_dir / f".{stage.name}.partial"
+                if partial.exists():
+                    shutil.rmtree(partial)
+                partial.mkdir(parents=True)
+                logger.info("[%d/%d] %s: %s", i, total, stage.name, stage.description or "running")
+                t0 = time.monotonic()
+                summary = stage.run(self.ctx, partial) or {}
+                seconds = time.monotonic() - t0
+                summary = {**summary, "seconds": round(seconds, 1)}
+                record = {"stage": stage.name, "settings": self._fingerprint(), "summary": summary,
+                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                (partial / RECORD).write_text(json.dumps(record, indent=1, default=str))
+                if out.exists():
+                    shutil.rmtree(out)
+                partial.rename(out)
+                self.ctx.summaries[stage.name] = summary
+                logger.info("[%d/%d] %s: finished in %.0f s", i, total, stage.name, seconds)
+            if until and stage.name == until:
+                break
+        return self.ctx.summaries

@@ -1,0 +1,61 @@
+"""Resumable stages: skip completed ones, lose only the stage in flight, rerun from a stage."""
+
+from __future__ import annotations
+
+import pytest
+
+from taosr1_verl.pipeline.stages import RECORD, Pipeline, Stage
+
+
+def _stages(calls: list[str], fail_at: str | None = None):
+    def make(name):
+        def run(ctx, out):
+            calls.append(name)
+            if name == fail_at:
+                (out / "half.txt").write_text("partial")
+                raise KeyboardInterrupt
+            prev = {k: v["value"] for k, v in ctx.summaries.items()}
+            (out / "value.txt").write_text(str(len(prev)))
+            return {"value": len(prev)}
+        return Stage(name, run)
+    return [make(n) for n in ("a", "b", "c")]
+
+
+def test_runs_in_order_and_skips_completed(tmp_path):
+    calls: list[str] = []
+    summaries = Pipeline(_stages(calls), tmp_path, {"p": 1}).run()
+    assert calls == ["a", "b", "c"] and summaries["c"]["value"] == 2
+    assert all((tmp_path / n / RECORD).exists() for n in "abc")
+    calls.clear()
+    again = Pipeline(_stages(calls), tmp_path, {"p": 1}).run()
+    assert calls == [] and again["c"]["value"] == 2
+
+
+def test_interrupt_keeps_finished_stages_and_no_partial_output(tmp_path):
+    calls: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(_stages(calls, fail_at="b"), tmp_path, {}).run()
+    assert (tmp_path / "a" / RECORD).exists()
+    assert not (tmp_path / "b").exists()  # the stage in flight never appears half-written
+    calls.clear()
+    Pipeline(_stages(calls), tmp_path, {}).run()
+    assert calls == ["b", "c"]
+
+
+def test_rerun_from_and_changed_settings(tmp_path):
+    calls: list[str] = []
+    Pipeline(_stages(calls), tmp_path, {"p": 1}).run()
+    calls.clear()
+    Pipeline(_stages(calls), tmp_path, {"p": 1}).run(rerun_from="b")
+    assert calls == ["b", "c"]
+    calls.clear()
+    Pipeline(_stages(calls), tmp_path, {"p": 2}).run()
+    assert calls == ["a", "b", "c"]  # other settings: nothing stale is reused
+    with pytest.raises(ValueError, match="unknown stage"):
+        Pipeline(_stages(calls), tmp_path, {}).run(rerun_from="zzz")
+
+
+def test_until_stops_early(tmp_path):
+    calls: list[str] = []
+    Pipeline(_stages(calls), tmp_path, {}).run(until="a")
+    assert calls == ["a"]
