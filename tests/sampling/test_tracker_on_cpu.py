@@ -1,0 +1,99 @@
+"""DifficultyTracker: counts, recency weighting, pass@N seeding, state round trips, memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from taosr1_verl.sampling import DifficultyTracker, TrackerConfig
+
+
+def test_update_counts_and_estimates():
+    t = DifficultyTracker(3, TrackerConfig(half_life=None))
+    t.update([0, 0, 1], correct=[8, 4, 0], n=8, step=1)
+    assert t.groups.tolist() == [2, 1, 0]
+    assert t.succ[0] == 12 and t.fail[0] == 4
+    assert t.pass_rate([0, 1, 2]).tolist() == pytest.approx([13 / 18, 1 / 10, 0.5])
+    assert t.uncertainty([2])[0] > t.uncertainty([0])[0]
+
+
+def test_old_evidence_fades_toward_the_prior():
+    t = DifficultyTracker(1, TrackerConfig(half_life=10))
+    t.update([0], 16, 16, step=0)
+    fresh = t.pass_rate([0], step=0)[0]
+    old = t.pass_rate([0], step=100)[0]
+    assert fresh > 0.9 and abs(old - 0.5) < 0.05
+    t.update([0], 0, 16, step=10)  # the earlier 16/16 now weighs 8
+    assert t.succ[0] == pytest.approx(8.0) and t.fail[0] == 16
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 16), st.integers(0, 16)), min_size=1, max_size=60))
+def test_without_fading_counts_are_exact_sums(groups):
+    t = DifficultyTracker(0, TrackerConfig(half_life=None))
+    idx = [i for i, _, _ in groups]
+    n = [g for _, g, _ in groups]
+    c = [min(k, g) for _, g, k in groups]
+    t.update(idx, c, n)
+    succ = np.zeros(31)
+    fail = np.zeros(31)
+    np.add.at(succ, idx, c)
+    np.add.at(fail, idx, np.array(n) - np.array(c))
+    assert np.allclose(t.succ, succ[: len(t)]) and np.allclose(t.fail, fail[: len(t)])
+    assert t.groups.sum() == len(groups)
+
+
+def test_seed_from_passn_accounts_for_every_row(tmp_path):
+    path = tmp_path / "passn.parquet"
+    pq.write_table(pa.table({
+        "index": [0, 1, 2, 3, -1, 5, 2],
+        "n": [5, 5, 5, 0, 5, 5, 5],
+        "correct": [5, 0, 3, 0, 1, 9, 4],
+        "pass_rate": [1.0, 0.0, 0.6, 0.0, 0.2, 1.8, 0.8],
+    }), path)
+    t = DifficultyTracker()
+    report = t.seed_from_passn(path)
+    assert report.rows == 7
+    assert report.seeded + sum(report.dropped.values()) == 7
+    assert report.dropped == {"index: negative": 1, "n: not positive": 1, "correct: outside [0, n]": 1,
+                              "index: duplicate (last row kept)": 1}
+    assert t.succ[:3].tolist() == [5, 0, 4] and t.fail[:3].tolist() == [0, 5, 1]
+
+
+def test_seed_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"index": [0], "n": [5]}), path)
+    with pytest.raises(ValueError, match=r"bad\.parquet.*correct"):
+        DifficultyTracker().seed_from_passn(path)
+    with pytest.raises(FileNotFoundError):
+        DifficultyTracker().seed_from_passn(tmp_path / "missing.parquet")
+
+
+def test_state_round_trip_and_file(tmp_path):
+    t = DifficultyTracker(5, TrackerConfig(half_life=7.0))
+    t.update([1, 4], [3, 0], 4, step=3, levels=[2, 4])
+    u = DifficultyTracker()
+    u.load_state_dict(t.state_dict())
+    assert u.config == t.config and u.step == 3
+    for name in ("succ", "fail", "last_step", "groups", "level"):
+        assert np.array_equal(getattr(u, name), getattr(t, name))
+    t.save(tmp_path / "t.npz")
+    v = DifficultyTracker.load(tmp_path / "t.npz")
+    assert np.array_equal(v.pass_rate(range(5)), t.pass_rate(range(5)))
+
+
+def test_ten_million_prompts_fit_in_200_mb():
+    assert DifficultyTracker(10_000_000).nbytes < 200 * 2**20
+
+
+def test_bad_indices_are_rejected():
+    with pytest.raises(ValueError, match="negative"):
+        DifficultyTracker().update([-1], 1, 2)
+    with pytest.raises(ValueError, match="max_index"):
+        DifficultyTracker(0, TrackerConfig(max_index=10)).update([11], 1, 2)
+    with pytest.raises(ValueError, match="correct <= n"):
+        DifficultyTracker().update([0], 3, 2)
