@@ -50,6 +50,9 @@ def smollm2_checkpoint(cache_dir: str | os.PathLike[str] | None = None, dtype: s
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype))
     model.hf_quantizer = None
+    # The weights are dequantised now; a leftover "gguf" quantization_config makes vLLM refuse the model.
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
