@@ -160,6 +160,12 @@ def activate() -> bool:
 
 
 def _import_hook() -> None:
+    import sys
+
+    if "verl" not in sys.modules:
+        # Imported by our own code (CLI, launcher), not by verl: stay inert and light. Inside verl
+        # processes, `import verl` imports this module while verl is loading.
+        return
     from taosr1_verl.integrations.verl.patches import apply_compat_patches
 
     apply_compat_patches()

@@ -41,7 +41,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taosr1_verl.integrations.verl.cpu_runtime import cpu_env, recipes_dir, with_runtime_module
+from taosr1_verl.integrations.verl.cpu_runtime import (
+    CPU_ENV,
+    MODULE,
+    cpu_env,
+    recipes_dir,
+    with_runtime_module,
+)
 from taosr1_verl.integrations.verl.recipes import Device, get_recipe, overlay_override
 
 logger = logging.getLogger(__name__)
@@ -66,6 +72,12 @@ class RunResult:
     """True if the run was stopped by Ctrl-C or the timeout."""
     leftovers: list[int] = field(default_factory=list)
     """PIDs that had to be killed after the trainer exited (its Ray cluster, vLLM engines)."""
+    pid: int = 0
+    """The trainer's PID (also its process group)."""
+    seen: list[int] = field(default_factory=list)
+    """Every descendant PID observed during the run."""
+    ray_dir: str | None = None
+    """The run's private Ray temp dir (GRPO); :func:`ray_processes` finds anything still using it."""
 
     @property
     def ok(self) -> bool:
@@ -87,6 +99,48 @@ def build_command(
         launcher = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}"]
         return [*launcher, "-m", spec.entry, *config, *overrides]
     return [python, "-m", spec.entry, *config, *overrides]
+
+
+SUBMIT_EXCLUDES: tuple[str, ...] = (".git", ".venv", "**/__pycache__", "checkpoints", "outputs", "runs", "*.parquet",
+                                     "*.safetensors")
+"""Kept out of the job package ``ray job submit`` uploads (Ray caps a working_dir at 500 MiB)."""
+
+
+def build_submit_command(
+    recipe: str,
+    overrides: Sequence[str] = (),
+    address: str = "http://127.0.0.1:8265",
+    device: Device = "gpu",
+    working_dir: str | os.PathLike[str] | None = None,
+    nproc_per_node: int = 8,
+    pip: Sequence[str] = (),
+) -> list[str]:
+    """``ray job submit`` for ``recipe`` on a Ray cluster, shipping the plugin in the runtime env.
+
+    The working dir (default: the repository holding this package) is uploaded and put on ``sys.path``
+    of the job driver and of every Ray worker, so ``taosr1_verl``, ``rewards/`` and ``recipes/`` need no
+    install on the nodes; ``pip`` adds packages to the job's environment. Paths in ``overrides`` (model,
+    data) must be visible from every node (shared storage or an object store URL).
+    """
+    import json
+
+    get_recipe(recipe)  # fail early on an unknown recipe
+    wd = Path(working_dir) if working_dir else recipes_dir().parent
+    env = {"VERL_USE_EXTERNAL_MODULES": MODULE}
+    if device == "cpu":
+        env = CPU_ENV | env
+    runtime_env: dict[str, object] = {"working_dir": str(wd), "excludes": list(SUBMIT_EXCLUDES), "env_vars": env}
+    if pip:
+        runtime_env["pip"] = list(pip)
+    # Ray runs the entrypoint through a shell in the uploaded working dir: quote every argument, and let
+    # that shell expand $PWD (Hydra wants an absolute --config-path).
+    import shlex
+
+    job = [shlex.quote(a) for a in build_command(recipe, overrides, device, nproc_per_node, python="python3")]
+    job = ["--config-path=$PWD/recipes" if a.startswith(shlex.quote(f"--config-path={recipes_dir()}")) else a
+           for a in job]
+    return ["ray", "job", "submit", f"--address={address}", f"--runtime-env-json={json.dumps(runtime_env)}",
+            "--", *job]
 
 
 def build_env(device: Device, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -112,6 +166,11 @@ def _descendants(pid: int) -> dict[int, float]:
     except psutil.Error:
         pass
     return out
+
+
+def ray_processes(ray_dir: str | None) -> set[int]:
+    """PIDs of the Ray cluster that used ``ray_dir`` as its temp dir (empty when it is gone)."""
+    return _processes_using(ray_dir) if ray_dir else set()
 
 
 def _processes_using(marker: str) -> set[int]:
@@ -267,6 +326,9 @@ def run_recipe(
         seconds=time.monotonic() - start,
         interrupted=interrupted,
         leftovers=leftovers,
+        pid=proc.pid,
+        seen=sorted(seen),
+        ray_dir=ray_dir,
     )
     if keyboard:
         raise KeyboardInterrupt
@@ -284,23 +346,69 @@ def _alive(pid: int, create_time: float) -> bool:
         return False
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m taosr1_verl.integrations.verl.launch RECIPE [--device cpu|gpu] [-- overrides...]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("recipe", choices=["sft", "grpo"])
+def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--log", help="append the trainer's log to this file")
     parser.add_argument("--timeout", type=float, help="stop the run after this many seconds")
-    parser.add_argument("--nproc-per-node", type=int, default=1, help="SFT: processes (devices) per node")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
-    # Intermixed: overrides may follow the options (`grpo --device cpu a=1 b=2`).
-    args = parser.parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser.add_argument("--nproc-per-node", type=int, default=None,
+                        help="SFT: processes (devices) per node (default 1 on cpu, 8 on gpu)")
+    parser.add_argument("--submit", metavar="ADDRESS",
+                        help="submit to the Ray cluster at ADDRESS (e.g. http://head:8265) with `ray job submit`")
+    parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The runner's command-line arguments (shared by ``python -m ...launch`` and ``taosr1 recipe run``).
+
+    Options may come before or after the Hydra overrides (see :func:`normalize_args`).
+    """
+    parser.add_argument("recipe", choices=sorted(["sft", "grpo"]))
+    _add_options(parser)
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides, key=value")
+
+
+def normalize_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Pick options out of ``args.overrides`` (argparse leaves them there when they follow the recipe)."""
+    options = argparse.ArgumentParser(add_help=False)
+    _add_options(options)
+    options.add_argument("overrides", nargs="*")
+    ns = options.parse_intermixed_args(list(args.overrides))
+    defaults = vars(options.parse_args([]))
+    for key, value in vars(ns).items():
+        if key == "overrides" or value != defaults[key]:
+            setattr(args, key, value)
+    return args
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run, submit or print what ``args`` (see :func:`add_arguments`) ask for; returns an exit status."""
+    import shlex
+
+    args = normalize_args(args)
+    nproc = args.nproc_per_node or (1 if args.device == "cpu" else 8)
+    if args.submit:
+        cmd = build_submit_command(args.recipe, args.overrides, args.submit, args.device, nproc_per_node=nproc)
+        if args.dry_run:
+            print(shlex.join(cmd))
+            return 0
+        return subprocess.call(cmd)
+    if args.dry_run:
+        print(shlex.join(build_command(args.recipe, args.overrides, args.device, nproc)))
+        return 0
     result = run_recipe(
-        args.recipe, args.overrides, args.device, args.log, args.timeout, args.nproc_per_node,
+        args.recipe, args.overrides, args.device, args.log, args.timeout, nproc,
         echo=lambda line: print(line, flush=True),
     )
     return result.returncode if not result.interrupted else 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m taosr1_verl.integrations.verl.launch RECIPE [--device cpu|gpu] [overrides...]``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run_from_args(args)
 
 
 if __name__ == "__main__":

