@@ -14,12 +14,14 @@ from collections.abc import Sequence
 
 # One line per stage; keep alphabetical.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "taosr1_verl.commands.autofas",
     "taosr1_verl.commands.check",
     "taosr1_verl.commands.data",
     "taosr1_verl.commands.demo",
     "taosr1_verl.commands.dpo",
     "taosr1_verl.commands.eval",
     "taosr1_verl.commands.pairs",
+    "taosr1_verl.commands.recipe",
     "taosr1_verl.commands.score",
 )
 
