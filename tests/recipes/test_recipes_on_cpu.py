@@ -38,7 +38,10 @@ def test_grpo_recipe_carries_the_taosr1_method():
     assert cfg.algorithm.adv_estimator == "grpo"
     assert cfg.actor_rollout_ref.rollout.name == "vllm"
     assert cfg.actor_rollout_ref.actor.use_kl_loss is True
-    assert cfg.algorithm.filter_groups.enable is True and cfg.algorithm.filter_groups.metric == "acc"
+    # dynamic sampling by the TaoSR1 replay buffer and difficulty-aware trainer (verl's filter stays off)
+    assert cfg.trainer.v1.trainer_mode == "taosr1_sync"
+    assert cfg.trainer.v1.sampler.custom_sampler.name == "TaoSR1ReplayBuffer"
+    assert cfg.trainer.v1.sampler.sampler_kwargs.metric == "acc" and cfg.algorithm.filter_groups.enable is False
     rf = cfg.reward.custom_reward_function
     assert rf.path == "pkg://taosr1_verl.rewards" and rf.name == "compute_score"
     # reward options are reachable from the recipe / command line
@@ -70,6 +73,7 @@ def test_the_cpu_overlay_changes_only_device_settings():
         ("grpo", "actor_rollout_ref.actor.ppo_micro_batch_size=4", "verl rejects"),  # and the per-GPU one
         ("grpo", "data.train_batch_size=8", "verl rejects"),  # fewer prompts than one mini-batch
         ("grpo", "trainer.v1.sampler.custom_sampler.path=pkg://taosr1_verl.no_such_module", "custom_sampler"),
+        ("grpo", "trainer.v1.trainer_mode=taosr1_no_such_mode", "trainer_mode"),
     ],
 )
 def test_a_broken_key_or_value_fails(name, override, match):

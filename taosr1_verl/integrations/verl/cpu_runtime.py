@@ -37,6 +37,12 @@ logger = logging.getLogger(__name__)
 MODULE = __name__
 """What ``VERL_USE_EXTERNAL_MODULES`` must name."""
 
+TRAINER_MODULE = "taosr1_verl.integrations.verl.trainer"
+"""Registers the ``taosr1_sync`` V1 trainer (difficulty-aware prompt selection) on import."""
+
+PLUGIN_MODULES: tuple[str, ...] = (MODULE, TRAINER_MODULE)
+"""Every module verl must import in each of its processes for our recipes."""
+
 TrainerKind = Literal["ppo", "sft"]
 
 CPU_ENV: dict[str, str] = {
@@ -68,12 +74,11 @@ def cpu_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def with_runtime_module(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default ``os.environ``) with this module appended to ``VERL_USE_EXTERNAL_MODULES``
+    """``base`` (default ``os.environ``) with :data:`PLUGIN_MODULES` appended to ``VERL_USE_EXTERNAL_MODULES``
     (modules already listed are kept). On a GPU this is the whole environment change."""
     env = dict(os.environ if base is None else base)
     modules = [m for m in env.get("VERL_USE_EXTERNAL_MODULES", "").split(",") if m.strip()]
-    if MODULE not in modules:
-        modules.append(MODULE)
+    modules += [m for m in PLUGIN_MODULES if m not in modules]
     env["VERL_USE_EXTERNAL_MODULES"] = ",".join(modules)
     return env
 

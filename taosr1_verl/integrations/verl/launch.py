@@ -43,7 +43,7 @@ from pathlib import Path
 
 from taosr1_verl.integrations.verl.cpu_runtime import (
     CPU_ENV,
-    MODULE,
+    PLUGIN_MODULES,
     cpu_env,
     recipes_dir,
     with_runtime_module,
@@ -126,7 +126,7 @@ def build_submit_command(
 
     get_recipe(recipe)  # fail early on an unknown recipe
     wd = Path(working_dir) if working_dir else recipes_dir().parent
-    env = {"VERL_USE_EXTERNAL_MODULES": MODULE}
+    env = {"VERL_USE_EXTERNAL_MODULES": ",".join(PLUGIN_MODULES)}
     if device == "cpu":
         env = CPU_ENV | env
     runtime_env: dict[str, object] = {"working_dir": str(wd), "excludes": list(SUBMIT_EXCLUDES), "env_vars": env}

@@ -205,6 +205,16 @@ def _check_reward(cfg: Any, where: str) -> None:
 
 
 def _check_sampler(cfg: Any, where: str) -> None:
+    mode = cfg.trainer.get("v1", {}).get("trainer_mode", "sync")
+    from taosr1_verl.integrations.verl.cpu_runtime import TRAINER_MODULE
+
+    importlib.import_module(TRAINER_MODULE)  # what VERL_USE_EXTERNAL_MODULES does in the job
+    from verl.trainer.ppo.v1 import get_trainer_cls
+
+    try:
+        get_trainer_cls(mode)
+    except (KeyError, ValueError, AssertionError) as e:
+        raise RecipeError(f"{where}: trainer.v1.trainer_mode {mode!r} is not a registered trainer: {e}") from e
     sampler = cfg.trainer.get("v1", {}).get("sampler", {}).get("custom_sampler", {})
     if not sampler or not sampler.get("path"):
         return

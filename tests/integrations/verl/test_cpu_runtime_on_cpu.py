@@ -81,7 +81,7 @@ def test_without_the_platform_switch_verl_is_left_on_its_gpu_platform():
 
 def test_cpu_env_keeps_other_external_modules():
     env = cpu_runtime.cpu_env({"VERL_USE_EXTERNAL_MODULES": "a.b,c", "PATH": "/bin"})
-    assert env["VERL_USE_EXTERNAL_MODULES"] == f"a.b,c,{cpu_runtime.MODULE}"
+    assert env["VERL_USE_EXTERNAL_MODULES"] == ",".join(["a.b", "c", *cpu_runtime.PLUGIN_MODULES])
     assert env["PATH"] == "/bin"
     assert cpu_runtime.on_cpu_platform(env)
     again = cpu_runtime.cpu_env(env)

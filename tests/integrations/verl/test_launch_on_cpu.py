@@ -6,7 +6,7 @@ import json
 import shlex
 
 from taosr1_verl.integrations.verl import launch
-from taosr1_verl.integrations.verl.cpu_runtime import CPU_ENV, MODULE, recipes_dir
+from taosr1_verl.integrations.verl.cpu_runtime import CPU_ENV, PLUGIN_MODULES, recipes_dir
 
 
 def test_sft_runs_under_torchrun_and_grpo_under_main_ppo():
@@ -22,7 +22,7 @@ def test_env_adds_the_cpu_runtime_only_on_cpu():
     cpu = launch.build_env("cpu", {"PATH": "/bin"})
     gpu = launch.build_env("gpu", {"PATH": "/bin"})
     assert all(cpu[k] == v for k, v in CPU_ENV.items())
-    assert "VERL_PLATFORM" not in gpu and gpu["VERL_USE_EXTERNAL_MODULES"] == MODULE == cpu["VERL_USE_EXTERNAL_MODULES"]
+    assert "VERL_PLATFORM" not in gpu and gpu["VERL_USE_EXTERNAL_MODULES"] == ",".join(PLUGIN_MODULES) == cpu["VERL_USE_EXTERNAL_MODULES"]
 
 
 def test_submit_ships_the_plugin_and_quotes_overrides_for_the_clusters_shell(tmp_path):
@@ -31,7 +31,7 @@ def test_submit_ships_the_plugin_and_quotes_overrides_for_the_clusters_shell(tmp
     assert cmd[:4] == ["ray", "job", "submit", "--address=http://head:8265"]
     env = json.loads(cmd[4].split("=", 1)[1])
     assert env["working_dir"] == str(tmp_path) and ".venv" in env["excludes"]
-    assert env["env_vars"] == {"VERL_USE_EXTERNAL_MODULES": MODULE}
+    assert env["env_vars"] == {"VERL_USE_EXTERNAL_MODULES": ",".join(PLUGIN_MODULES)}
     job = cmd[cmd.index("--") + 1:]
     # Ray runs the entrypoint through a shell: splitting it back must give the intended argv.
     argv = shlex.split(" ".join(job))
