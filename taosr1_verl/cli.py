@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 # One line per stage; keep alphabetical.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "taosr1_verl.commands.autofas",
     "taosr1_verl.commands.check",
     "taosr1_verl.commands.data",
     "taosr1_verl.commands.demo",
