@@ -1,7 +1,7 @@
 """Streaming preparation of 1M raw judgment rows: wall time and peak memory, streaming vs materialised.
 
 Run: flock /tmp/taosr1-heavy.lock taskset -c 0 .venv/bin/python bench/bench_prepare.py [--n 1000000]
-Writes an N-row TSV judgment file (synthetic pairs exported in a real-data layout: query, title,
+Writes an N-row TSV judgment file (synthetic pairs exported in a real-data layout: query and item ids, query, title,
 attributes as JSON, label) once, then runs the full `prepare` pipeline (read + validate + dedup check +
 split by query + pairs/RL(balanced)/eval parquet + stats) in a fresh child process per variant:
 
@@ -31,9 +31,9 @@ def make_file(path: Path, n: int) -> None:
 
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write("query\ttitle\tattributes\tlabel\n")
+        f.write("query_id\tquery\titem_id\ttitle\tattributes\tlabel\n")
         for p in iter_synthetic(SynthConfig(n_pairs=n, seed=0)):
-            f.write(f"{p.query}\t{p.title}\t{json.dumps(p.attributes)}\t{p.level}\n")
+            f.write(f"{p.query_id}\t{p.query}\t{p.item_id}\t{p.title}\t{json.dumps(p.attributes)}\t{p.level}\n")
     os.replace(tmp, path)
 
 
@@ -44,7 +44,7 @@ def child(mode: str, path: str, out: str) -> None:
 
     report = DropReport()
     t = time.perf_counter()
-    pairs = read_pairs(path, ColumnMap(attributes="attributes"), on_error="skip", report=report)
+    pairs = read_pairs(path, ColumnMap(attributes="attributes", query_id="query_id", item_id="item_id"), on_error="skip", report=report)
     if mode == "materialised":
         pairs = list(pairs)
     m = prepare_dataset(pairs, out, drop_report=report, resume=False, progress=False)
@@ -66,7 +66,7 @@ def main() -> None:
         return
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench_prepare_"))
     work.mkdir(parents=True, exist_ok=True)
-    src = work / f"judgments_{args.n}.tsv"
+    src = work / f"judgments_ids_{args.n}.tsv"
     if not src.exists():
         t = time.perf_counter()
         make_file(src, args.n)
