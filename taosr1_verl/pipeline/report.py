@@ -152,7 +152,7 @@ def stage_report(ctx: StageContext, out: Path) -> dict[str, Any]:
     if has_sampler:
         lines += ["## GRPO and the dynamic sampler", "", "![sampler](grpo_sampler.png)", ""]
     lines += ["## Stage timings (s)", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v.get('seconds'))} |" for k, v in s.items() if isinstance(v, dict)]
+    lines += [f"| {k} | {v.get('seconds', 0):.0f} |" for k, v in s.items() if isinstance(v, dict)]
     text = "\n".join(lines) + "\n"
     atomic_write_bytes(out / "report.md", text.encode())
     return {"report": "report/report.md", "baseline_macro_f1": baseline, "stages": [r[0] for r in rows]}
