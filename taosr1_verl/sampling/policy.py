@@ -176,8 +176,10 @@ class SelectionPolicy:
         if m >= q.size:
             return np.arange(q.size)
         t = self.config.temperature
-        noise = self._rng.gumbel(size=q.size)
-        score = np.log(np.maximum(q, 1e-12)) / t + noise if t > 0 else q + 1e-9 * noise
+        if t == 0:
+            # Candidates arrive in shuffled order already, so ties need no extra noise.
+            return np.argpartition(-q, m - 1)[:m]
+        score = np.log(np.maximum(q, 1e-12)) / t + self._rng.gumbel(size=q.size)
         return np.argpartition(-score, m - 1)[:m]
 
     def _select_class(self, k: int, quota: int) -> np.ndarray:
@@ -230,8 +232,9 @@ class SelectionPolicy:
         out = np.concatenate(parts)
         out = out[self._rng.permutation(out.size)]
         self.stats.selected += int(out.size)
-        for lv, cnt in zip(*np.unique(self.levels[out], return_counts=True), strict=True):
-            self.stats.by_level[int(lv)] = self.stats.by_level.get(int(lv), 0) + int(cnt)
+        counts = np.bincount(self.levels[out] + 1)  # levels start at -1 (unknown)
+        for lv in np.flatnonzero(counts):
+            self.stats.by_level[int(lv) - 1] = self.stats.by_level.get(int(lv) - 1, 0) + int(counts[lv])
         return out
 
     # ---- state ---------------------------------------------------------------------------------
