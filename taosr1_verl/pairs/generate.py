@@ -37,6 +37,8 @@ class SamplingConfig:
     """Nucleus sampling mass."""
     max_new_tokens: int = 256
     """Response length cap; a truncated response is usually malformed (unclosed ``</think>``)."""
+    ignore_eos: bool = False
+    """Generate exactly ``max_new_tokens`` tokens (benchmarks: equal work for every backend)."""
     seed: int = 0
     """Base seed: prompt ``i`` of a run samples with seed ``seed + index`` where the backend allows it."""
 

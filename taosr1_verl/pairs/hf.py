@@ -80,6 +80,7 @@ class HFBackend:
                     top_p=config.top_p,
                     top_k=0,
                     max_new_tokens=config.max_new_tokens,
+                    min_new_tokens=config.max_new_tokens if config.ignore_eos else None,
                     num_return_sequences=config.n,
                     pad_token_id=self.pad_id,
                     eos_token_id=sorted(self.eos_ids),
@@ -90,7 +91,7 @@ class HFBackend:
                 for row in new[p * config.n : (p + 1) * config.n]:
                     n_tok = len(row)
                     for j, t in enumerate(row):
-                        if t in self.eos_ids:
+                        if t in self.eos_ids and not config.ignore_eos:
                             n_tok = j + 1
                             break
                     text = self.tokenizer.decode(row[:n_tok], skip_special_tokens=True)
