@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from taosr1_verl.integrations.verl.checkpoint import ensure_hf_checkpoint, find_fsdp_checkpoint, is_hf_checkpoint
+from taosr1_verl.integrations.verl.checkpoint import (
+    ensure_hf_checkpoint,
+    find_fsdp_checkpoint,
+    is_hf_checkpoint,
+)
 
 
 def test_latest_global_step_and_actor_folder_are_found(tmp_path: Path) -> None:
