@@ -60,7 +60,7 @@ PROFILES: dict[str, DemoProfile] = {
         grpo_n=4, grpo_lr=1e-4, min_sft_gain=0.0,
     ),
     "full": DemoProfile(
-        name="full", n_pairs=20000, eval_rows=1000, eval_generate_rows=200, sft_steps=2000, sft_batch=32,
+        name="full", n_pairs=20000, eval_rows=1000, eval_generate_rows=200, sft_steps=1600, sft_batch=32,
         sft_lr=2e-3, passn_prompts=256, passn_n=8, dpo_steps=60, dpo_lr=1e-4, grpo_steps=12, grpo_batch=16,
         grpo_n=8, grpo_lr=5e-5,
     ),
@@ -115,8 +115,14 @@ def stage_model(ctx: StageContext, out: Path) -> dict[str, Any]:
     rows = pq.read_table(data / "sft.parquet", columns=["messages"]).to_pylist()
     corpus = [m["content"] for r in rows[:3000] for m in r["messages"]]
     path = build_tiny_qwen2(out / "model", corpus, TinyModelConfig(vocab_size=1024, seed=ctx.settings["seed"]))
-    n_params = _count_params(path)
-    return {"model": str(path.relative_to(out)), "parameters": n_params}
+    # verl's SFT dataset rejects a row longer than data.max_length, and pads every row to it: use the
+    # longest conversation, not a guess.
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    texts = tok.apply_chat_template([r["messages"] for r in rows], tokenize=False)
+    longest = max(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
+    return {"model": str(path.relative_to(out)), "parameters": _count_params(path), "max_sft_tokens": longest}
 
 
 def _count_params(path: Path) -> int:
@@ -171,7 +177,7 @@ def stage_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
         "data.val_files=null",
         f"data.train_batch_size={prof.sft_batch}",
         f"data.micro_batch_size_per_gpu={prof.sft_batch}",
-        "data.max_length=224",
+        f"data.max_length={ctx.summaries['model']['max_sft_tokens'] + 8}",
         f"optim.lr={prof.sft_lr}",
         "optim.lr_warmup_steps_ratio=0.02",
         f"trainer.total_training_steps={prof.sft_steps}",
