@@ -49,6 +49,7 @@ from torch import nn
 from taosr1_verl.autofas.features import FeatureConfig, FeatureExtractor, FieldSpec
 from taosr1_verl.autofas.space import SKIP, Architecture, FieldEncoder, SearchSpace
 from taosr1_verl.data.pairs import Pair
+from taosr1_verl.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class LatencyTable:
 
     # ---- files -----------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
-        _atomic_write_text(Path(path), json.dumps(asdict(self), indent=1))
+        atomic_write_text(path, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
@@ -139,13 +140,6 @@ class LatencyTable:
             and all(w in self.first_us and w in self.head_us for w in ws)
             and all(f"{i}->{o}" in self.hidden_us for i in ws for o in ws)
         )
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @contextmanager

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from taosr1_verl.files import atomic_path, atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +106,8 @@ def write_report(out_dir: str | os.PathLike[str], report: Mapping[str, Any]) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jpath, mpath = out / "report.json", out / "report.md"
-    for path, text in ((jpath, json.dumps(report, indent=1, default=float)), (mpath, render_markdown(report))):
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    atomic_write_json(jpath, report, default=float)
+    atomic_write_text(mpath, render_markdown(report))
     return jpath, mpath
 
 
@@ -206,8 +205,7 @@ def plot_report(out_dir: str | os.PathLike[str], report: Mapping[str, Any]) -> l
 def _save(fig: Any, path: Path) -> str:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path.name

@@ -43,6 +43,7 @@ from taosr1_verl.autofas.student import (
 )
 from taosr1_verl.autofas.teacher import TeacherTable
 from taosr1_verl.data.pairs import Pair
+from taosr1_verl.files import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +94,6 @@ def split_by_query(pairs: Sequence[Pair], fraction: float, salt: str) -> tuple[l
     if not rest or not held:
         raise ValueError(f"splitting {len(pairs)} pairs by query left one side empty; need more queries")
     return rest, held
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(tmp, path)
 
 
 def _latency_table(out: Path, cfg: AutoFASConfig, ex: FeatureExtractor, n_levels: int, progress: bool,
@@ -155,7 +150,7 @@ def run_autofas(table: TeacherTable, out_dir: str | os.PathLike[str], cfg: AutoF
         train, test = table.subset(train_rows), table.subset(test_rows)
         fit_rows, val_rows = split_by_query(train.pairs, cfg.val_fraction, "val")
         ex = FeatureExtractor(cfg.features).fit(train.pairs)
-        _atomic_json(out / "features.json", ex.to_dict())
+        atomic_write_json(out / "features.json", ex.to_dict(), default=float)
         n_levels = len(table.schema)
         lat = _latency_table(out, cfg, ex, n_levels, progress, train.pairs[:256])
 
@@ -178,7 +173,7 @@ def run_autofas(table: TeacherTable, out_dir: str | os.PathLike[str], cfg: AutoF
                                 {k: v[fit_idx] for k, v in x_train.items()}, t_train[fit_idx],
                                 {k: v[val_idx] for k, v in x_train.items()}, t_train[val_idx],
                                 cfg.search, progress=progress)
-            _atomic_json(search_path, {"settings": settings, "result": result.to_dict()})
+            atomic_write_json(search_path, {"settings": settings, "result": result.to_dict()}, default=float)
 
         student = _evaluate(result.arch, "student", ex, cfg, lat, x_train, t_train, x_test, test, out,
                             out / "student.onnx", progress)

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taosr1_verl.data.pairs import Pair
+from taosr1_verl.files import atomic_path
 from taosr1_verl.schema import LabelSchema, get_schema
 from taosr1_verl.scoring.cumpt import cumpt_levels, levels_to_tiers
 
@@ -157,9 +158,8 @@ def _write(path: Path, records: list[dict], schema: LabelSchema) -> None:
         pa.field("tier", pa.string()), pa.field("teacher", pa.string())]
     table = pa.Table.from_pylist(records, schema=pa.schema(fields))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def build_teacher_cache(pairs: Sequence[Pair], path: str | os.PathLike[str], *, scorer: TeacherScorer | None = None,

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from taosr1_verl.evaluation.report import atomic_write_bytes
+    from taosr1_verl.files import atomic_write_bytes
     from taosr1_verl.prompts import PromptConfig, build_messages
     from taosr1_verl.scoring.cumpt import cumpt_levels
     from taosr1_verl.scoring.io import read_score_input

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taosr1_verl.data.pairs import Pair
+from taosr1_verl.files import atomic_path, iter_jsonl
 from taosr1_verl.prompts import PromptConfig, build_messages
 from taosr1_verl.response import ResponseFormat, make_parser
 from taosr1_verl.schema import LabelSchema, get_schema
@@ -384,35 +385,23 @@ def read_teacher_jsonl(path: str | os.PathLike[str]) -> dict[str, str]:
     Raises ``ValueError`` naming the file and line for broken JSON, missing fields or a duplicate pair id.
     """
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")
-            for key in ("pair_id", "response"):
-                if not isinstance(row.get(key), str):
-                    raise ValueError(f"{path}:{lineno}: field {key!r} missing or not a string")
-            if row["pair_id"] in out:
-                raise ValueError(f"{path}:{lineno}: duplicate pair_id {row['pair_id']!r}")
-            out[row["pair_id"]] = row["response"]
+    for lineno, row in iter_jsonl(path):
+        for key in ("pair_id", "response"):
+            if not isinstance(row.get(key), str):
+                raise ValueError(f"{path}:{lineno}: field {key!r} missing or not a string")
+        if row["pair_id"] in out:
+            raise ValueError(f"{path}:{lineno}: duplicate pair_id {row['pair_id']!r}")
+        out[row["pair_id"]] = row["response"]
     return out
 
 
 def write_teacher_jsonl(pairs: Iterable[Pair], path: str | os.PathLike[str], teacher: Callable[[Pair], str]) -> int:
     """Write ``{"pair_id", "response"}`` lines for ``pairs`` (atomically); returns the number written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for pair in pairs:
             f.write(json.dumps({"pair_id": pair.pair_id, "response": teacher(pair)}, ensure_ascii=False) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 

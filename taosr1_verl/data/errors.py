@@ -11,8 +11,9 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
+
+from taosr1_verl.files import atomic_path
 
 OnError = Literal["raise", "skip"]
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
@@ -73,14 +74,10 @@ class DropReport:
     def write(self, path: str | os.PathLike[str]) -> None:
         """JSONL: a summary line (``{"summary": ...}``), then one line per dropped row; atomic."""
         self.check()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps({"summary": self.summary()}) + "\n")
             for d in self.drops:
                 f.write(json.dumps(d, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
 
 
 class RowGate:

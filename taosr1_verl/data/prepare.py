@@ -37,14 +37,9 @@ from taosr1_verl.data.errors import DropReport
 from taosr1_verl.data.pairs import Pair
 from taosr1_verl.data.split import DEFAULT_SPLITS, QuerySplitter
 from taosr1_verl.data.stats import dataset_stats
+from taosr1_verl.files import atomic_write_json
 
 logger = logging.getLogger(__name__)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def prepare_dataset(
@@ -121,5 +116,5 @@ def prepare_dataset(
     manifest = {"options": opts, "pairs_per_split": counts,
                 "input": drop_report.summary() if drop_report is not None else {"kept": sum(counts.values())},
                 "files": files}
-    _write_json(mpath, manifest)
+    atomic_write_json(mpath, manifest)
     return manifest

@@ -151,7 +151,8 @@ def evaluate(
 def evaluate_to_dir(data: str | os.PathLike[str], scorer: Any, out_dir: str | os.PathLike[str],
                     **kwargs: Any) -> dict[str, Any]:
     """:func:`evaluate`, then the report files under ``out_dir`` (markdown, JSON, PNG, predictions.jsonl)."""
-    from taosr1_verl.evaluation.report import atomic_write_bytes, write_report
+    from taosr1_verl.evaluation.report import write_report
+    from taosr1_verl.files import atomic_write_bytes
 
     result = evaluate(data, scorer, **kwargs)
     predictions = result.pop("predictions")

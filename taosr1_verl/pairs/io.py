@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from taosr1_verl.files import atomic_path, atomic_write_bytes, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -48,33 +49,11 @@ class PromptRow:
 # ---- helpers ------------------------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_parquet(table: Any, path: str | os.PathLike[str]) -> None:
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _field(row: Mapping[str, Any], dotted: str, where: str) -> Any:
@@ -144,44 +123,21 @@ def _read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix in (".jsonl", ".json"):
-        return list(_iter_jsonl(path))
+        return [row for _, row in iter_jsonl(path)]
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()
-
-
-def _iter_jsonl(path: Path) -> Iterable[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")
-            yield row
 
 
 # ---- teacher --------------------------------------------------------------------------------------
 
 
 def read_teacher(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``{pair_id: response}`` from a teacher JSONL (``{"pair_id": ..., "response": ...}`` per line)."""
-    out: dict[str, str] = {}
-    for lineno, row in enumerate(_iter_jsonl(Path(path)), 1):
-        if "pair_id" not in row or row["pair_id"] is None:
-            raise ValueError(f"{path}:{lineno}: missing field 'pair_id'")
-        resp = row.get("response")
-        if not isinstance(resp, str):
-            raise ValueError(f"{path}:{lineno}: field 'response' must be a string")
-        key = str(row["pair_id"])
-        if key in out:
-            logger.warning("%s:%d: pair_id %s repeated; keeping the first answer", path, lineno, key)
-            continue
-        out[key] = resp
-    return out
+    """``{pair_id: response}`` from a teacher JSONL (``{"pair_id": ..., "response": ...}`` per line); the
+    format and its checks are the data stage's (:func:`taosr1_verl.data.builders.read_teacher_jsonl`)."""
+    from taosr1_verl.data.builders import read_teacher_jsonl
+
+    return read_teacher_jsonl(path)
 
 
 # ---- responses ------------------------------------------------------------------------------------
@@ -221,7 +177,7 @@ def read_responses(path: str | os.PathLike[str], prompt_key: str = "prompt") -> 
                 raise ValueError(f"{path} row {r}: field 'responses' must be a list of strings (verl generation output)")
             rs.responses[p.index] = [x if isinstance(x, str) else str(x) for x in resp]
         return rs, prompts
-    for lineno, row in enumerate(_iter_jsonl(path), 1):
+    for lineno, row in iter_jsonl(path):
         where = f"{path}:{lineno}"
         if "index" not in row:
             raise ValueError(f"{where}: missing field 'index'")

@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taosr1_verl.files import atomic_write_bytes
 from taosr1_verl.pairs.generate import Backend, SamplingConfig, get_backend
 from taosr1_verl.pairs.io import (
     PromptRow,
     ResponseSet,
     append_samples,
-    atomic_write_bytes,
     read_prompts,
     read_responses,
     read_samples_done,

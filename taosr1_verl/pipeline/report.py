@@ -62,7 +62,7 @@ def _fmt(v: Any) -> str:
 
 
 def stage_report(ctx: StageContext, out: Path) -> dict[str, Any]:
-    from taosr1_verl.evaluation.report import atomic_write_bytes
+    from taosr1_verl.files import atomic_write_text
     from taosr1_verl.pipeline.demo import _majority_f1
 
     s = ctx.summaries
@@ -154,5 +154,5 @@ def stage_report(ctx: StageContext, out: Path) -> dict[str, Any]:
     lines += ["## Stage timings (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v.get('seconds', 0):.0f} |" for k, v in s.items() if isinstance(v, dict)]
     text = "\n".join(lines) + "\n"
-    atomic_write_bytes(out / "report.md", text.encode())
+    atomic_write_text(out / "report.md", text)
     return {"report": "report/report.md", "baseline_macro_f1": baseline, "stages": [r[0] for r in rows]}
