@@ -95,14 +95,13 @@ def get_backend(name: str, model_path: str, **kwargs: object) -> Backend:
 
 
 def render_prompts(tokenizer: object, prompts: Sequence[Messages]) -> list[list[int]]:
-    """Chat-template each prompt into token ids, ready for generation."""
+    """Chat-template each prompt into token ids, ready for generation (the same rendering as scoring)."""
+    from taosr1_verl.scoring.base import render_prompt_ids
+
     out = []
     for i, msgs in enumerate(prompts):
-        ids = tokenizer.apply_chat_template(list(msgs), add_generation_prompt=True, tokenize=True)  # type: ignore[attr-defined]
-        if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
-            ids = ids["input_ids"]
-        ids = list(ids)
+        ids = render_prompt_ids(tokenizer, list(msgs))
         if not ids:
             raise ValueError(f"prompt {i}: the chat template rendered no tokens")
-        out.append([int(t) for t in ids])
+        out.append(ids)
     return out
