@@ -22,7 +22,11 @@ WANDS_QUERIES = SHARED / "data" / "wands" / "query.csv"
 def _wands_queries(limit: int = 300) -> list[str]:
     """Real search queries (WANDS query.csv, tab separated) when the shared folder is present."""
     if not WANDS_QUERIES.exists():
-        return ["red oak dining table", "sofa without arms", "cheap office chair under 100", "blue rug 5x8"]
+        # Without ../shared (e.g. a clone elsewhere), the synthetic catalog's queries stand in.
+        from taosr1_verl.data import generate_synthetic
+
+        queries = list(dict.fromkeys(p.query for p in generate_synthetic(8 * limit, seed=0)))
+        return queries[:limit]
     with WANDS_QUERIES.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     return [r["query"] for r in rows[:limit] if r.get("query")]
