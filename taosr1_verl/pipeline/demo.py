@@ -170,16 +170,9 @@ def _run_verl(recipe: str, overrides: list[str], out: Path) -> None:
         raise RuntimeError(f"verl {recipe} failed (exit {result.returncode}); see {out / f'{recipe}.log'}")
 
 
-def _export_latest(ckpt_root: Path, target: Path) -> Path:
-    """The newest verl checkpoint under ``ckpt_root`` as a Hugging Face directory at ``target``."""
+def stage_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
     from taosr1_verl.integrations.verl.checkpoint import merge_fsdp_checkpoint
 
-    merge_fsdp_checkpoint(ckpt_root, target)
-    # The merger copies config and tokenizer; keep the generation settings of the base model.
-    return target
-
-
-def stage_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
     prof = _profile(ctx)
     data = ctx.stage_dir("data")
     base = _model_of(ctx, "model")
@@ -200,22 +193,10 @@ def stage_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
         f"trainer.seed={ctx.settings['seed']}",
         "trainer.resume_mode=disable",
     ], out)
-    _export_latest(ckpt, out / "model")
+    merge_fsdp_checkpoint(ckpt, out / "model")
     shutil.rmtree(ckpt)  # FSDP shards + optimizer state: the HF export is what later stages read
     return {"steps": prof.sft_steps, "batch": prof.sft_batch, "lr": prof.sft_lr,
-            "loss": _last_metric(out / "sft.log", "train/loss")}
-
-
-def _last_metric(log: Path, key: str) -> float | None:
-    import re
-
-    pat = re.compile(re.escape(key) + r":(-?[0-9.eE+-]+)")
-    value = None
-    if log.exists():
-        for line in log.read_text(errors="replace").splitlines():
-            for m in pat.finditer(line):
-                value = float(m.group(1))
-    return value
+            "loss": (_metric_series(out / "sft.log", ("train/loss",)).get("train/loss") or [None])[-1]}
 
 
 def _evaluate(ctx: StageContext, model: Path, out: Path, modes: tuple[str, ...], rows: int,
@@ -364,19 +345,21 @@ def grpo_overrides(ctx: StageContext, out: Path, model: Path, sampler: str = "ta
 
 
 def stage_grpo(ctx: StageContext, out: Path) -> dict[str, Any]:
+    from taosr1_verl.integrations.verl.checkpoint import merge_fsdp_checkpoint
+
     model = _model_of(ctx, "dpo")
     _run_verl("grpo", grpo_overrides(ctx, out, model, ctx.settings.get("sampler", "taosr1")), out)
-    _export_latest(out / "ckpt", out / "model")
+    merge_fsdp_checkpoint(out / "ckpt", out / "model")
     shutil.rmtree(out / "ckpt")
-    return {"steps": _profile(ctx).grpo_steps, "metrics": _grpo_metrics(out / "grpo.log")}
+    return {"steps": _profile(ctx).grpo_steps, "metrics": _metric_series(out / "grpo.log", _GRPO_KEYS)}
 
 
 _GRPO_KEYS = ("critic/score/mean", "training/taosr1_sampler/wasted_rollout_fraction",
               "training/taosr1_sampler/groups_kept", "training/taosr1_sampler/class_mix_cv", "timing_s/step")
 
 
-def _grpo_metrics(log: Path) -> dict[str, list[float]]:
-    """Per-step values of a few verl/sampler metrics, read from the console log."""
+def _metric_series(log: Path, keys: tuple[str, ...]) -> dict[str, list[float]]:
+    """Per-step values of verl metrics (``key:value`` on its console ``step:`` lines) read from a log."""
     import re
 
     series: dict[str, list[float]] = {}
@@ -385,7 +368,7 @@ def _grpo_metrics(log: Path) -> dict[str, list[float]]:
     for line in log.read_text(errors="replace").splitlines():
         if "step:" not in line:
             continue
-        for key in _GRPO_KEYS:
+        for key in keys:
             m = re.search(re.escape(key) + r":(-?[0-9.eE+-]+)", line)
             if m:
                 series.setdefault(key, []).append(float(m.group(1)))
