@@ -41,6 +41,10 @@ class DPORecipe:
     eval_file: str | None = None
     beta: float = 0.1
     loss_type: str = "sigmoid"
+    sft_weight: float = 0.0
+    """Weight of a negative log-likelihood term on the chosen answer added to the DPO loss (TRL's
+    ``loss_type=[loss_type, "sft"]``, RPO-style). It keeps DPO from lowering the chosen answers' likelihood
+    along with the rejected ones, which small models are prone to; 0 = plain DPO (TaoSR1)."""
     learning_rate: float = 1e-6
     lr_scheduler_type: str = "cosine"
     warmup_steps: float = 0.05
@@ -64,6 +68,10 @@ class DPORecipe:
     def __post_init__(self) -> None:
         if self.beta <= 0:
             raise ValueError(f"dpo recipe: beta must be > 0, got {self.beta}")
+        if self.sft_weight < 0:
+            raise ValueError(f"dpo recipe: sft_weight must be >= 0, got {self.sft_weight}")
+        if {"loss_type", "loss_weights"} & set(self.trl_args):
+            raise ValueError("dpo recipe: set loss_type / sft_weight, not trl_args.loss_type / trl_args.loss_weights")
         if "trust_remote_code" in self.trl_args and self.trl_args["trust_remote_code"]:
             raise ValueError("dpo recipe: trust_remote_code is not allowed")
 
@@ -143,7 +151,8 @@ def run_dpo(recipe: DPORecipe) -> tuple[Path, list[dict[str, Any]]]:
     args = DPOConfig(
         output_dir=str(work),
         beta=recipe.beta,
-        loss_type=[recipe.loss_type],
+        loss_type=[recipe.loss_type, "sft"] if recipe.sft_weight > 0 else [recipe.loss_type],
+        loss_weights=[1.0, recipe.sft_weight] if recipe.sft_weight > 0 else None,
         learning_rate=recipe.learning_rate,
         lr_scheduler_type=recipe.lr_scheduler_type,
         warmup_steps=recipe.warmup_steps,

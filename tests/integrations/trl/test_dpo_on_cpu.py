@@ -25,12 +25,19 @@ def test_recipe_defaults_and_errors(tmp_path: Path) -> None:
         load_recipe(RECIPE)
     with pytest.raises(ValueError, match="unknown DPO recipe keys"):
         load_recipe(RECIPE, ["model_path=m", "train_file=t", "output_dir=o", "betta=1"])
+    assert r.sft_weight == 0.0
+    with pytest.raises(ValueError, match="sft_weight must be >= 0"):
+        load_recipe(RECIPE, ["model_path=m", "train_file=t", "output_dir=o", "sft_weight=-1"])
+    with pytest.raises(ValueError, match="not trl_args.loss_type"):
+        load_recipe(RECIPE, ["model_path=m", "train_file=t", "output_dir=o", "trl_args.loss_type=[sft]"])
     with pytest.raises(ValueError, match="trust_remote_code"):
         load_recipe(RECIPE, ["model_path=m", "train_file=t", "output_dir=o", "trl_args.trust_remote_code=true"])
 
 
 @pytest.mark.slow
-def test_dpo_cli_trains_and_the_loss_moves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("sft_weight", [0.0, 1.0])
+def test_dpo_cli_trains_and_the_loss_moves(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           sft_weight: float) -> None:
     import torch
     from safetensors.torch import load_file
 
@@ -48,11 +55,14 @@ def test_dpo_cli_trains_and_the_loss_moves(tmp_path: Path, capsys: pytest.Captur
     sft = build_tiny_qwen2(tmp_path / "sft", corpus * 10)
     out = tmp_path / "dpo"
     assert main(["dpo", "--config", str(RECIPE), f"model_path={sft}", f"train_file={tmp_path / 'pairs.parquet'}",
-                 f"output_dir={out}", "learning_rate=0.01", "max_steps=6", "logging_steps=1", "warmup_steps=0",
+                 f"output_dir={out}", "learning_rate=0.01", f"sft_weight={sft_weight}", "max_steps=6", "logging_steps=1", "warmup_steps=0",
                  "lr_scheduler_type=constant", "use_cpu=true"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 6
-    assert summary["first_loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 0
+    if sft_weight == 0:
+        assert summary["first_loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 0
+    else:  # log 2 plus the chosen answers' NLL (an untrained model: several nats per token)
+        assert summary["first_loss"] > 0.6931 + 1.0
     assert summary["last_loss"] < summary["first_loss"] - 0.05
     # The output is a plain HF checkpoint (what verl's GRPO recipe loads), with changed weights.
     assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
