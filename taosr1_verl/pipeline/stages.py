@@ -4,8 +4,10 @@ A stage runs in ``<run_dir>/.<name>.partial`` and the directory is renamed to ``
 after the stage function returned; ``<name>/stage.json`` records when and with which settings it
 finished. A rerun skips every stage whose directory holds that record (a Ctrl-C mid-stage loses only the
 stage in flight); ``rerun_from`` deletes the records from a stage on, so it and the stages after it run
-again. Settings that change a stage's output (the profile) are part of the record: a changed setting
-invalidates the stage instead of silently reusing stale output.
+again. Settings that change a stage's output are part of the record: a changed setting invalidates the
+stage instead of silently reusing stale output. A stage names the settings it reads (``Stage.settings``;
+default all of them), and its fingerprint includes the previous stage's, so changing a late-stage
+setting (say the GRPO sampler) reruns only that stage and the ones after it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Stage:
     name: str
     run: Callable[[StageContext, Path], dict[str, Any]]
     description: str = ""
+    settings: tuple[str, ...] | None = None
+    """The settings keys this stage reads (None: all). Missing keys count as absent, not as an error."""
 
 
 @dataclass
@@ -70,8 +74,16 @@ class Pipeline:
     def names(self) -> list[str]:
         return [s.name for s in self.stages]
 
-    def _fingerprint(self) -> str:
-        return json.dumps(self.ctx.settings, sort_keys=True, default=str)
+    def _fingerprint(self, stage: Stage) -> str:
+        """The stage's settings, chained with every earlier stage's (an upstream change reaches it)."""
+        fp = ""
+        for st in self.stages:
+            keys = sorted(self.ctx.settings) if st.settings is None else sorted(st.settings)
+            used = {k: self.ctx.settings[k] for k in keys if k in self.ctx.settings}
+            fp = json.dumps({"settings": used, "after": fp}, sort_keys=True, default=str)
+            if st is stage:
+                return fp
+        raise ValueError(f"stage {stage.name!r} is not part of this pipeline")
 
     def invalidate_from(self, name: str) -> None:
         """Make ``name`` and every later stage run again."""
@@ -84,7 +96,7 @@ class Pipeline:
 
     def is_complete(self, stage: Stage) -> bool:
         record = read_record(self.ctx.run_dir / stage.name)
-        return record is not None and record.get("settings") == self._fingerprint()
+        return record is not None and record.get("settings") == self._fingerprint(stage)
 
     def run(self, rerun_from: str | None = None, until: str | None = None) -> dict[str, dict[str, Any]]:
         run_dir = self.ctx.run_dir
@@ -109,7 +121,7 @@ class Pipeline:
                 summary = stage.run(self.ctx, partial) or {}
                 seconds = time.monotonic() - t0
                 summary = {**summary, "seconds": round(seconds, 1)}
-                record = {"stage": stage.name, "settings": self._fingerprint(), "summary": summary,
+                record = {"stage": stage.name, "settings": self._fingerprint(stage), "summary": summary,
                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
                 (partial / RECORD).write_text(json.dumps(record, indent=1, default=str))
                 if out.exists():

@@ -7,7 +7,7 @@ import pytest
 from taosr1_verl.pipeline.stages import RECORD, Pipeline, Stage
 
 
-def _stages(calls: list[str], fail_at: str | None = None):
+def _stages(calls: list[str], fail_at: str | None = None, uses: dict[str, tuple[str, ...]] | None = None):
     def make(name):
         def run(ctx, out):
             calls.append(name)
@@ -17,7 +17,7 @@ def _stages(calls: list[str], fail_at: str | None = None):
             prev = {k: v["value"] for k, v in ctx.summaries.items()}
             (out / "value.txt").write_text(str(len(prev)))
             return {"value": len(prev)}
-        return Stage(name, run)
+        return Stage(name, run, settings=(uses or {}).get(name))
     return [make(n) for n in ("a", "b", "c")]
 
 
@@ -59,3 +59,24 @@ def test_until_stops_early(tmp_path):
     calls: list[str] = []
     Pipeline(_stages(calls), tmp_path, {}).run(until="a")
     assert calls == ["a"]
+
+
+def test_a_late_setting_reruns_only_the_stages_that_read_it_and_their_successors(tmp_path):
+    calls: list[str] = []
+    uses = {"a": ("p",), "b": ("p", "late"), "c": ("p",)}
+    Pipeline(_stages(calls, uses=uses), tmp_path, {"p": 1, "late": "x"}).run()
+    calls.clear()
+    Pipeline(_stages(calls, uses=uses), tmp_path, {"p": 1, "late": "y"}).run()
+    assert calls == ["b", "c"]  # c does not read "late" but reads b's output
+    calls.clear()
+    Pipeline(_stages(calls, uses=uses), tmp_path, {"p": 1, "late": "y"}).run()
+    assert calls == []
+    # an interrupted rerun leaves c's old record (for late=y); after switching back, c must still rerun
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(_stages(calls, fail_at="c", uses=uses), tmp_path, {"p": 1, "late": "x"}).run()
+    calls.clear()
+    Pipeline(_stages(calls, uses=uses), tmp_path, {"p": 1, "late": "x"}).run()
+    assert calls == ["c"]
+    calls.clear()
+    Pipeline(_stages(calls, uses=uses), tmp_path, {"p": 2, "late": "x"}).run()
+    assert calls == ["a", "b", "c"]
