@@ -83,3 +83,43 @@ def test_beta_binomial_keep_probability_matches_integration(n, a, b):
 
 def test_untrusted_metric_values_count_as_wrong():
     assert GroupRule().count_correct([1.0, float("nan"), float("inf"), -1.0, 0.5]) == 2
+
+
+def _forward_band_mass(rule: GroupRule, n: int, a, b) -> np.ndarray:
+    """The original implementation (sum of the band's pmf terms): the reference for the faster tail path."""
+    lo, hi = rule.bounds(n)
+    a = np.maximum(np.asarray(a, dtype=np.float64), 1e-9)
+    b = np.maximum(np.asarray(b, dtype=np.float64), 1e-9)
+    if lo > hi:
+        return np.zeros(a.shape)
+    pmf = np.ones(a.shape)
+    for j in range(n):
+        pmf = pmf * ((b + j) / (a + b + j))
+    total = pmf * (lo <= 0 <= hi)
+    for k in range(min(hi, n)):
+        pmf = pmf * ((n - k) / (k + 1)) * ((a + k) / (b + n - k - 1))
+        if k + 1 >= lo:
+            total = total + pmf
+    return np.clip(total, 0.0, 1.0)
+
+
+@given(
+    n=st.integers(1, 40),
+    lo=st.integers(0, 4),
+    hi_back=st.integers(0, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_keep_probability_tail_path_equals_the_band_sum(n, lo, hi_back, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.gamma(1.0, 5.0, 64) + rng.choice([0.0, 1e-9, 500.0], 64)
+    b = rng.gamma(1.0, 5.0, 64) + rng.choice([0.0, 1e-9, 500.0], 64)
+    rule = GroupRule(min_correct=lo, max_correct=-1 - hi_back if hi_back else None)
+    got = rule.keep_probability(n, a, b)
+    assert got.shape == a.shape
+    np.testing.assert_allclose(got, _forward_band_mass(rule, n, a, b), rtol=1e-9, atol=1e-12)
+
+
+def test_keep_probability_of_the_std_zero_band_has_the_closed_form():
+    # Band 1..n-1 under Beta(1, 1): every count is equally likely, so 1 - 2 / (n + 1).
+    for n in (2, 8, 16, 64):
+        assert float(GroupRule().keep_probability(n, 1.0, 1.0)) == pytest.approx(1 - 2 / (n + 1), rel=1e-12)
