@@ -6,7 +6,9 @@ stream of the dataset (so every prompt is considered once per pass over its clas
 1. scores each candidate by the probability that its next group of ``G`` rollouts is kept by the
    :class:`~taosr1_verl.sampling.group_rule.GroupRule`, under the tracker's Beta belief (beta-binomial mass
    of the band). Prompts near the middle of the band score highest; a never-seen prompt scores what the
-   prior gives; uncertainty (few or old observations) pulls a score toward the prior;
+   prior gives; uncertainty (few or old observations) pulls a score toward the prior; a prompt trained on
+   since its evidence was gathered is scored as ``learn_shift`` log-odds easier per training (training is
+   what makes it easier, and re-selected prompts otherwise roll out all-correct groups);
 2. skips candidates confidently outside the band (score ``< skip_below``), except a ``recheck_prob``
    fraction of them, which are rolled out anyway because the model changes;
 3. draws the batch among the rest with probability proportional to the score (``temperature=1``, by
@@ -47,6 +49,11 @@ class PolicyConfig:
     """0: take the highest keep probabilities; 1: draw proportionally to them (keeps variety)."""
     balance_classes: bool = True
     """Give every gold label level an equal share of each batch."""
+    learn_shift: float = 0.2
+    """Log-odds by which one GRPO training on a prompt (a group with ``0 < correct < G``) is assumed to raise
+    its pass rate. Scores use the tracker's belief moved up by ``learn_shift`` per training that came after
+    its evidence, so a prompt trained on again and again is seen becoming too easy before it rolls out all
+    correct. 0 turns this off."""
     max_windows: int = 8
     """Extra windows drawn for a class when too many candidates are skipped, before falling back to the
     best skipped ones."""
@@ -62,6 +69,8 @@ class PolicyConfig:
             raise ValueError("PolicyConfig.skip_below and recheck_prob must be in [0, 1]")
         if self.temperature < 0:
             raise ValueError(f"PolicyConfig.temperature must be >= 0, got {self.temperature}")
+        if not math.isfinite(self.learn_shift):
+            raise ValueError(f"PolicyConfig.learn_shift must be finite, got {self.learn_shift}")
         if self.max_windows < 1:
             raise ValueError(f"PolicyConfig.max_windows must be >= 1, got {self.max_windows}")
 
@@ -169,7 +178,7 @@ class SelectionPolicy:
     # ---- selection -----------------------------------------------------------------------------
     def keep_probability(self, positions: Any) -> np.ndarray:
         """Probability that the next group of each position is kept, under the current beliefs."""
-        a, b = self.tracker.beta(self.keys[np.asarray(positions, dtype=np.int64)])
+        a, b = self.tracker.beta(self.keys[np.asarray(positions, dtype=np.int64)], learn_shift=self.config.learn_shift)
         return self.rule.keep_probability(self.config.group_size, a, b)
 
     def _top(self, q: np.ndarray, m: int) -> np.ndarray:

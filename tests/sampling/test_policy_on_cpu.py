@@ -92,3 +92,19 @@ def test_refill_planner_bounds(missing, cap, rate):
     assert 1 <= n <= cap
     if missing > 0 and cap >= missing / max(rate, planner.floor):
         assert n * max(rate, planner.floor) >= missing - 1e-6
+
+
+def test_learn_shift_scores_a_prompt_trained_again_and_again_as_easier():
+    # Two prompts with the same evidence (28 of 32 correct); prompt 0 was trained on 3 times after it.
+    t2 = DifficultyTracker(2)
+    t2.succ[:] = 28.0
+    t2.fail[:] = 4.0
+    t2.trained[:] = [3.0, 0.0]
+    on = SelectionPolicy(t2, GroupRule(), PolicyConfig(group_size=16, learn_shift=0.2), size=2)
+    off = SelectionPolicy(t2, GroupRule(), PolicyConfig(group_size=16, learn_shift=0.0), size=2)
+    q_on, q_off = on.keep_probability([0, 1]), off.keep_probability([0, 1])
+    assert q_off[0] == pytest.approx(q_off[1])
+    assert q_on[0] < q_off[0]  # near the top of the band, easier means more likely all correct
+    assert q_on[1] == pytest.approx(q_off[1])
+    with pytest.raises(ValueError, match="learn_shift"):
+        PolicyConfig(learn_shift=float("nan"))

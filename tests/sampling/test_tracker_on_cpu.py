@@ -79,7 +79,7 @@ def test_state_round_trip_and_file(tmp_path):
     u = DifficultyTracker()
     u.load_state_dict(t.state_dict())
     assert u.config == t.config and u.step == 3
-    for name in ("succ", "fail", "last_step", "groups", "level"):
+    for name in ("succ", "fail", "last_step", "groups", "level", "trained"):
         assert np.array_equal(getattr(u, name), getattr(t, name))
     t.save(tmp_path / "t.npz")
     v = DifficultyTracker.load(tmp_path / "t.npz")
@@ -97,3 +97,50 @@ def test_bad_indices_are_rejected():
         DifficultyTracker(0, TrackerConfig(max_index=10)).update([11], 1, 2)
     with pytest.raises(ValueError, match="correct <= n"):
         DifficultyTracker().update([0], 3, 2)
+
+
+def test_trained_counts_groups_with_signal_after_the_evidence():
+    t = DifficultyTracker(4, TrackerConfig(half_life=None))
+    t.update([0, 1, 2], [4, 0, 8], 8, step=1)  # only prompt 0's group has signal (GRPO trains on it)
+    assert t.trained[:3].tolist() == [1.0, 0.0, 0.0]
+    t.update([0], 8, 8, step=2)  # 8 new rollouts, none trained on after: half the evidence saw 1 training
+    assert float(t.trained[0]) == pytest.approx(0.5)
+    t.update([0, 0], [3, 5], 8, step=3)  # two groups with signal in one call: both count
+    assert float(t.trained[0]) == pytest.approx(0.5 * 16 / 32 + 2, rel=1e-3)
+
+
+def test_learn_shift_moves_the_mean_up_and_keeps_the_strength():
+    t = DifficultyTracker(3)
+    t.update([0, 1, 2], [6, 16, 6], 16, step=1)  # 0 has signal, 1 is all-correct
+    t.update([2], 16, 16, step=1)  # 2: trained once, then seen again
+    a0, b0 = t.beta([0, 1, 2])
+    a1, b1 = t.beta([0, 1, 2], learn_shift=0.5)
+    np.testing.assert_allclose(a1 + b1, a0 + b0)
+    assert a1[0] > a0[0] and a1[1] == a0[1]  # a one-sided record has no log-odds to move
+    # The evidence's log-odds move by learn_shift * trained exactly.
+    ev = lambda a, b: np.log((a - 1.0) / (b - 1.0))  # noqa: E731 (prior Beta(1, 1))
+    assert ev(a1[0], b1[0]) - ev(a0[0], b0[0]) == pytest.approx(0.5)
+    assert ev(a1[2], b1[2]) - ev(a0[2], b0[2]) == pytest.approx(0.5 * float(t.trained[2]))
+    assert t.pass_rate([0], learn_shift=0.0) == pytest.approx(t.pass_rate([0]))
+
+
+def test_seeding_resets_trained(tmp_path):
+    t = DifficultyTracker(3)
+    t.update([0], 4, 8, step=1)
+    path = tmp_path / "passn.parquet"
+    pq.write_table(pa.table({"index": [0], "n": [5], "correct": [2]}), path)
+    t.seed_from_passn(path)
+    assert float(t.trained[0]) == 0.0
+
+
+def test_state_round_trip_keeps_trained_and_old_states_still_load():
+    t = DifficultyTracker(5)
+    t.update([1, 2, 3], [3, 0, 2], 4, step=3)
+    sd = t.state_dict()
+    u = DifficultyTracker()
+    u.load_state_dict(sd)
+    assert np.array_equal(u.trained, t.trained) and u.trained.dtype == np.float16
+    old = {k: v for k, v in sd.items() if k != "trained"}  # saved before the array existed
+    v = DifficultyTracker()
+    v.load_state_dict(old)
+    assert np.array_equal(v.succ, t.succ) and not v.trained.any() and v.trained.shape == t.trained.shape
