@@ -94,6 +94,10 @@ class GroupRule:
         cfg = dict(cfg or {})
         metric = cfg.pop("metric", "acc")
         threshold = float(cfg.pop("threshold", 0.5))
+        # `gamma: null` (the recipe's default) gives way to an explicit band or bounds.
+        others = {"low", "high", "min_correct", "max_correct", "min_rate", "max_rate"} & set(cfg)
+        if "gamma" in cfg and cfg["gamma"] is None and others:
+            cfg.pop("gamma")
         if "gamma" in cfg:
             gamma = cfg.pop("gamma")
             rule = cls.taosr1(None if gamma is None else int(gamma), metric=metric)

@@ -30,6 +30,9 @@ def test_pass_rate_band_of_the_sibling_recipe():
 def test_from_config_and_errors():
     assert GroupRule.from_config({"low": 0.25, "high": 0.75, "metric": "score"}).bounds(8) == (2, 6)
     assert GroupRule.from_config({"gamma": None}).bounds(4) == (1, 3)
+    # the recipe ships gamma: null; a band set beside it wins, an explicit gamma still does
+    assert GroupRule.from_config({"gamma": None, "low": 0.0, "high": 1.0}).bounds(4) == (0, 4)
+    assert GroupRule.from_config({"gamma": None, "min_correct": 2}).bounds(4)[0] == 2
     assert GroupRule.from_config({}).metric == "acc"
     with pytest.raises(ValueError, match="unknown group rule option"):
         GroupRule.from_config({"gama": 3})
