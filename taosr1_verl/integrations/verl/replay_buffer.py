@@ -291,6 +291,9 @@ class _TaoSR1SamplingMixin:
             f"{METRIC_PREFIX}/keep_rate_estimate": self.planner.keep_rate,
             f"{METRIC_PREFIX}/refill/dispatched": c["refill_dispatched"],
             f"{METRIC_PREFIX}/refill/verl_would_dispatch": c["refill_verl_would"],
+            # What the tracker knows so far (pass@N seed included); survives checkpoint + resume.
+            f"{METRIC_PREFIX}/tracker/groups_observed": int(self.tracker.groups.sum(dtype=np.int64)),
+            f"{METRIC_PREFIX}/tracker/prompts_seen": int(np.count_nonzero(self.tracker.groups)),
         }
         for i, cnt in enumerate(self._step_hist):
             m[f"{METRIC_PREFIX}/pass_rate_hist/{i / 10:.1f}-{(i + 1) / 10:.1f}"] = int(cnt)
