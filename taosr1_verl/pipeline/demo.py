@@ -289,15 +289,33 @@ def stage_passn(ctx: StageContext, out: Path) -> dict[str, Any]:
 
 
 def _natural_mix(gold: list[str], mix: dict[str, int], k: int) -> list[int]:
-    """About ``k`` row indices of ``gold`` whose labels follow the shares in ``mix`` (at least one per
-    label present), spread evenly within each label (deterministic)."""
-    total = sum(mix.values())
-    chosen: list[int] = []
-    for label, count in sorted(mix.items()):
-        rows = [i for i, g in enumerate(gold) if g == label]
-        want = max(1, round(k * count / total)) if rows else 0
-        chosen += [rows[j] for j in _spread(len(rows), want)]
-    return sorted(chosen)
+    """``k`` row indices of ``gold`` (fewer only if the rows run out) whose labels follow the shares in
+    ``mix``: largest-remainder quotas, at least one per label while ``k`` allows, spread evenly within each
+    label (deterministic)."""
+    rows = {label: [i for i, g in enumerate(gold) if g == label] for label in sorted(mix)}
+    rows = {label: r for label, r in rows.items() if r}
+    total = sum(mix[label] for label in rows)
+    if not rows or total <= 0:
+        return []
+    exact = {label: k * mix[label] / total for label in rows}
+    quota = {label: min(int(exact[label]), len(rows[label])) for label in rows}
+    for label in sorted(rows, key=lambda lb: -mix[lb])[:k]:  # every label once, if k allows
+        if quota[label] == 0:
+            quota[label] = 1
+    # hand out what is left by largest remainder, then to any label with rows to spare
+    order = sorted(rows, key=lambda lb: (-(exact[lb] - int(exact[lb])), -mix[lb], lb))
+    while sum(quota.values()) > k:
+        label = max((lb for lb in rows if quota[lb] > 1), key=lambda lb: quota[lb] - exact[lb])
+        quota[label] -= 1
+    for label in order * 2:
+        if sum(quota.values()) >= k:
+            break
+        if quota[label] < len(rows[label]):
+            quota[label] += 1
+    while sum(quota.values()) < k and any(quota[lb] < len(rows[lb]) for lb in rows):
+        label = next(lb for lb in order if quota[lb] < len(rows[lb]))
+        quota[label] += 1
+    return sorted(i for label in rows for i in (rows[label][j] for j in _spread(len(rows[label]), quota[label])))
 
 
 def _spread(n: int, k: int) -> list[int]:

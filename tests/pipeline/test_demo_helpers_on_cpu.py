@@ -14,6 +14,9 @@ def test_natural_mix_follows_the_shares_on_a_balanced_pool():
     gold = [lv for lv in "1234" for _ in range(100)]  # class-balanced, like the RL set
     picked = _natural_mix(gold, {"4": 50, "2": 36, "1": 9, "3": 5}, 100)
     assert Counter(gold[i] for i in picked) == {"4": 50, "2": 36, "1": 9, "3": 5}
+    # 32 prompts (the quick profile): shares 16 / 11.52 / 2.88 / 1.6 -> largest remainders
+    small = Counter(gold[i] for i in _natural_mix(gold, {"4": 50, "2": 36, "1": 9, "3": 5}, 32))
+    assert small == {"4": 16, "2": 11, "1": 3, "3": 2}
     assert picked == sorted(set(picked))
     assert _natural_mix(gold, {"4": 50, "2": 36, "1": 9, "3": 5}, 100) == picked  # deterministic
 
@@ -23,5 +26,9 @@ def test_natural_mix_follows_the_shares_on_a_balanced_pool():
 def test_natural_mix_never_repeats_and_keeps_every_label_it_can(gold, mix, k):
     picked = _natural_mix(gold, mix, k)
     assert len(picked) == len(set(picked)) and all(0 <= i < len(gold) for i in picked)
-    assert {gold[i] for i in picked} == set(mix) & set(gold)
+    available = sum(1 for g in gold if g in mix)
+    assert len(picked) == min(k, available)  # exactly k unless the rows run out
+    labels = set(mix) & set(gold)
+    if k >= len(labels):
+        assert {gold[i] for i in picked} == labels
 
