@@ -6,7 +6,7 @@ copied twice, and run the demo's ``grpo`` stage with ``--sampler taosr1`` and ``
 buffers inherit verl's refill/drain machinery and log verl's own ``training/filter_groups/*`` counters,
 so the rollouts thrown away are counted the same way in both:
 
-    wasted rollouts = evicted groups' samples + discarded surplus samples
+    wasted rollouts = (evicted groups + discarded surplus groups) x n   (verl counts prompt uids)
     rollouts finished = wasted + trained (train_batch_size x n per step)
 
 The table gives the totals over all steps and the ratios ours / verl. Slow (two GRPO runs):
@@ -49,11 +49,11 @@ def _run(src: Path, work: Path, sampler: str, profile: str, seed: int, model: st
     series = _metric_series(dst / "grpo" / "grpo.log", KEYS)
     steps = len(series.get("timing_s/step", []))
     trained = steps * prof.grpo_batch * prof.grpo_n
-    evicted = sum(series.get(KEYS[0], []))
-    surplus = sum(series.get(KEYS[1], []))
+    evicted = sum(series.get(KEYS[0], [])) * prof.grpo_n  # verl counts groups (prompt uids)
+    surplus = sum(series.get(KEYS[1], [])) * prof.grpo_n
     finished = trained + evicted + surplus
     return {"steps": steps, "rollouts_finished": finished, "rollouts_trained": trained,
-            "evicted_samples": evicted, "surplus_samples": surplus,
+            "evicted_rollouts": evicted, "surplus_rollouts": surplus,
             "wasted_fraction": (evicted + surplus) / finished if finished else 0.0,
             "rollouts_per_trained_group": finished / max(steps * prof.grpo_batch, 1),
             "mean_score": statistics.fmean(series.get("critic/score/mean") or [0.0]),
@@ -77,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GRPO on CPU, profile {profile}, seed {seed}, {ours['steps']} steps each, same upstream run\n")
     print("| metric | verl std-zero filter | TaoSR1 sampler | ours / verl |")
     print("|---|---|---|---|")
-    for key in ("rollouts_finished", "rollouts_trained", "evicted_samples", "surplus_samples", "wasted_fraction",
+    for key in ("rollouts_finished", "rollouts_trained", "evicted_rollouts", "surplus_rollouts", "wasted_fraction",
                 "rollouts_per_trained_group", "mean_score", "median_step_s"):
         a, b = verl[key], ours[key]
         ratio = f"{b / a:.2f}x" if a else "n/a"
-        fmt = (lambda v: f"{v:.3f}") if isinstance(a, float) and key not in ("evicted_samples", "surplus_samples",
-                                                                               "rollouts_finished") else str
+        fmt = (lambda v: f"{v:.3f}") if key in ("wasted_fraction", "rollouts_per_trained_group", "mean_score",
+                                                "median_step_s") else (lambda v: f"{v:.0f}")
         print(f"| {key} | {fmt(a)} | {fmt(b)} | {ratio} |")
     return 0
 
