@@ -96,15 +96,26 @@ GRPO_SMALL = [
     "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
     "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4",
     "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
-    # A random model writes no valid label, so every group is constant and dynamic sampling would
-    # evict them all: run verl's plain sync trainer here (the TaoSR1 sampler has its own tests).
-    "algorithm.filter_groups.enable=false", "trainer.v1.trainer_mode=sync",
-    "trainer.v1.sampler.custom_sampler.path=null", "trainer.v1.sampler.custom_sampler.name=null",
+    # The recipe's own trainer (taosr1_sync) and replay buffer. A random model writes no valid label, so
+    # every group is constant and the TaoSR1 rule would evict them all: widen it to the pass-rate band
+    # [0, 1] (keep every group); the tracker still counts every group.
+    "++trainer.v1.sampler.sampler_kwargs.low=0.0", "++trainer.v1.sampler.sampler_kwargs.high=1.0",
     "trainer.test_freq=-1", "trainer.val_before_train=false", "data.val_max_samples=4", "trainer.save_freq=1",
 ]
 
 
-def test_grpo_runs_two_steps_on_cpu_with_the_taosr1_reward_then_resumes(tiny_model_dir, parquets, tmp_path):
+def _metric(log: str, key: str) -> dict[int, float]:
+    """``{step: value}`` of one verl console metric."""
+    out = {}
+    for line in log.splitlines():
+        step, value = re.search(r"(?:^|\s)step:(\d+) ", line), re.search(re.escape(key) + r":(-?[0-9.eE+-]+)", line)
+        if step and value:
+            out[int(step.group(1))] = float(value.group(1))
+    return out
+
+
+def test_grpo_runs_two_steps_on_cpu_with_the_taosr1_reward_and_sampler_then_resumes_with_its_tracker(
+        tiny_model_dir, parquets, tmp_path):
     from taosr1_verl.integrations.verl.launch import ray_processes
 
     ckpt = tmp_path / "grpo"
@@ -122,6 +133,8 @@ def test_grpo_runs_two_steps_on_cpu_with_the_taosr1_reward_then_resumes(tiny_mod
     assert len(scores) == 2 and all(s == -1.0 for s in scores), scores
     assert "timing_s/gen" in log1 and "timing_s/update_actor" in log1
     assert not ray_processes(first.ray_dir)
+    observed1 = _metric(log1, "training/taosr1_sampler/tracker/groups_observed")
+    assert set(observed1) == {1, 2} and 0 < observed1[1] < observed1[2], observed1
 
     second = run_recipe("grpo", [*common, "trainer.total_training_steps=3"], device="cpu",
                         log_path=tmp_path / "grpo2.log", timeout_s=500)
@@ -132,41 +145,9 @@ def test_grpo_runs_two_steps_on_cpu_with_the_taosr1_reward_then_resumes(tiny_mod
     assert steps and set(steps) == {3}, steps
     assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == "3"
     assert not ray_processes(second.ray_dir)
-
-
-def _metric(log: str, key: str) -> dict[int, float]:
-    """``{step: value}`` of one verl console metric."""
-    out = {}
-    for line in log.splitlines():
-        step, value = re.search(r"(?:^|\s)step:(\d+) ", line), re.search(re.escape(key) + r":(-?[0-9.eE+-]+)", line)
-        if step and value:
-            out[int(step.group(1))] = float(value.group(1))
-    return out
-
-
-def test_grpo_with_the_taosr1_sampler_resumes_with_its_tracker_restored(tiny_model_dir, parquets, tmp_path):
-    # The recipe's own trainer (taosr1_sync) and replay buffer. A random model gets every rollout wrong,
-    # so the group rule is widened to keep every group (pass-rate band [0, 1]); the tracker still counts.
-    ckpt = tmp_path / "grpo"
-    small = [o for o in GRPO_SMALL if not o.startswith(("trainer.v1.", "algorithm.filter_groups"))]
-    common = [f"actor_rollout_ref.model.path={tiny_model_dir}", f"data.train_files={parquets['rl']}",
-              f"data.val_files={parquets['rl']}", f"trainer.default_local_dir={ckpt}", *small,
-              "++trainer.v1.sampler.sampler_kwargs.low=0.0",
-              "++trainer.v1.sampler.sampler_kwargs.high=1.0"]
-    first = run_recipe("grpo", [*common, "trainer.total_training_steps=2"], device="cpu",
-                       log_path=tmp_path / "grpo1.log", timeout_s=500)
-    log1 = (tmp_path / "grpo1.log").read_text(errors="replace")
-    assert first.ok, log1[-6000:]
-    observed1 = _metric(log1, "training/taosr1_sampler/tracker/groups_observed")
-    assert set(observed1) == {1, 2} and 0 < observed1[1] < observed1[2], observed1
-
-    second = run_recipe("grpo", [*common, "trainer.total_training_steps=3"], device="cpu",
-                        log_path=tmp_path / "grpo2.log", timeout_s=500)
-    log2 = (tmp_path / "grpo2.log").read_text(errors="replace")
-    assert second.ok, log2[-6000:]
+    # The sampler's tracker was restored: step 3 adds its own groups to what steps 1-2 taught it (a fresh
+    # tracker would know only step 3's groups).
     observed2 = _metric(log2, "training/taosr1_sampler/tracker/groups_observed")
     finished3 = _metric(log2, "training/taosr1_sampler/groups_finished")
-    assert set(observed2) == {3}, observed2
-    # Restored: step 3 adds its own groups to what steps 1-2 taught the tracker (a fresh tracker would
-    # know only step 3's groups).
     assert observed2[3] == observed1[2] + finished3[3], (observed1, observed2, finished3)
+
