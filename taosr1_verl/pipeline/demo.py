@@ -369,7 +369,7 @@ def grpo_overrides(ctx: StageContext, out: Path, model: Path, sampler: str = "ta
         f"trainer.default_local_dir={out / 'ckpt'}",
         "trainer.resume_mode=disable",
         "trainer.logger=[console]",
-        f"+trainer.seed={ctx.settings['seed']}",
+        f"data.seed={ctx.settings['seed']}",  # prompt order (verl's loader and our sampler)
     ]
     if sampler == "taosr1":
         # recipes/grpo.yaml already selects the TaoSR1 replay buffer and trainer; seed its tracker.
@@ -378,7 +378,7 @@ def grpo_overrides(ctx: StageContext, out: Path, model: Path, sampler: str = "ta
     elif sampler == "verl":
         # verl's built-in std-zero filter and random prompt order, for comparison on the same seed.
         overrides += ["trainer.v1.trainer_mode=sync", "trainer.v1.sampler.custom_sampler.path=null",
-                      "trainer.v1.sampler.sampler_kwargs={}"]
+                      "trainer.v1.sampler.sampler_kwargs={}", "algorithm.filter_groups.enable=true"]
     else:
         raise ValueError(f"unknown sampler {sampler!r}; choose 'taosr1' or 'verl'")
     return overrides
