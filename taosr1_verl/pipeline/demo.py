@@ -50,17 +50,18 @@ class DemoProfile:
     max_response_tokens: int = 96
     dpo_sft_weight: float = 1.0
     """NLL on the chosen answer added to the DPO loss (measured: 0.329 vs 0.306 macro-F1 at DPO lr 5e-5)."""
-    min_sft_gain: float = 0.15
+    min_sft_gain: float | None = 0.15
     """After SFT the first-token macro-F1 must beat the majority baseline by this much, or the demo stops.
-    The full profile's 1,100 SFT steps on 47k pairs reached +0.21 (0.371 vs 0.166; gate 0.12); the quick
-    (CI) profile trains too few steps for a margin and only requires not doing worse."""
+    The full profile's 1,100 SFT steps on 47k pairs reached +0.21 (0.371 vs 0.166; gate 0.12). None (the
+    quick CI profile, whose 150 steps end before the labels are learnt: macro-F1 lands within +-0.03 of the
+    baseline) checks only that SFT trained: its loss must fall below half of its first value."""
 
 
 PROFILES: dict[str, DemoProfile] = {
     "quick": DemoProfile(
         name="quick", n_pairs=8000, eval_rows=256, eval_generate_rows=32, sft_steps=150, sft_batch=32,
         sft_lr=3e-3, passn_prompts=32, passn_n=4, dpo_steps=8, dpo_lr=2e-5, grpo_steps=2, grpo_batch=8,
-        grpo_n=4, grpo_lr=1e-4, min_sft_gain=0.0,
+        grpo_n=4, grpo_lr=1e-4, min_sft_gain=None,
     ),
     "full": DemoProfile(
         name="full", n_pairs=60000, eval_rows=1000, eval_generate_rows=200, sft_steps=1100, sft_batch=32,
@@ -200,8 +201,9 @@ def stage_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
     ], out)
     merge_fsdp_checkpoint(ckpt, out / "model")
     shutil.rmtree(ckpt)  # FSDP shards + optimizer state: the HF export is what later stages read
+    losses = _metric_series(out / "sft.log", ("train/loss",)).get("train/loss")
     return {"steps": prof.sft_steps, "batch": prof.sft_batch, "lr": prof.sft_lr,
-            "loss": (_metric_series(out / "sft.log", ("train/loss",)).get("train/loss") or [None])[-1]}
+            "first_loss": (losses or [None])[0], "loss": (losses or [None])[-1]}
 
 
 def _evaluate(ctx: StageContext, model: Path, out: Path, modes: tuple[str, ...], rows: int,
@@ -252,6 +254,13 @@ def stage_eval_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
     baseline = _majority_f1(ctx)
     f1 = summary["first_token_argmax"]["macro_f1"]
     summary["majority_macro_f1"] = baseline
+    if prof.min_sft_gain is None:
+        sft = ctx.summaries["sft"]
+        first, last = sft.get("first_loss"), sft.get("loss")
+        if first is None or last is None or not last < 0.5 * first:
+            raise RuntimeError(f"SFT did not train: loss {first} -> {last} (needs to halve); "
+                               f"check {ctx.run_dir / 'sft' / 'sft.log'}")
+        return summary
     if f1 < baseline + prof.min_sft_gain:
         raise RuntimeError(
             f"after SFT the first-token macro-F1 is {f1:.3f}, not clearly above the majority baseline "
