@@ -311,19 +311,17 @@ def _natural_mix(gold: list[str], mix: dict[str, int], k: int) -> list[int]:
     for label in sorted(rows, key=lambda lb: -mix[lb])[:k]:  # every label once, if k allows
         if quota[label] == 0:
             quota[label] = 1
-    # hand out what is left by largest remainder, then to any label with rows to spare
-    order = sorted(rows, key=lambda lb: (-(exact[lb] - int(exact[lb])), -mix[lb], lb))
-    while sum(quota.values()) > k:
+    while sum(quota.values()) > k:  # the minimum of one overshot: take back where quota exceeds share most
         label = max((lb for lb in rows if quota[lb] > 1), key=lambda lb: quota[lb] - exact[lb])
         quota[label] -= 1
-    for label in order * 2:
-        if sum(quota.values()) >= k:
+    # hand out what is left one each in largest-remainder order, round after round, while labels have rows
+    order = sorted(rows, key=lambda lb: (-(exact[lb] - int(exact[lb])), -mix[lb], lb))
+    while (missing := k - sum(quota.values())) > 0:
+        room = [lb for lb in order if quota[lb] < len(rows[lb])]
+        if not room:
             break
-        if quota[label] < len(rows[label]):
+        for label in room[:missing]:
             quota[label] += 1
-    while sum(quota.values()) < k and any(quota[lb] < len(rows[lb]) for lb in rows):
-        label = next(lb for lb in order if quota[lb] < len(rows[lb]))
-        quota[label] += 1
     return sorted(i for label in rows for i in (rows[label][j] for j in _spread(len(rows[label]), quota[label])))
 
 

@@ -15,10 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from taosr1_verl.integrations.verl.launch import run_recipe
+from taosr1_verl.pipeline.demo import _metric_series
 
 pytestmark = pytest.mark.slow
 
 N_ROWS = 32
+OBSERVED = "training/taosr1_sampler/tracker/groups_observed"
+FINISHED = "training/taosr1_sampler/groups_finished"
 
 
 def _rows(queries: list[str]) -> tuple[list[dict], list[dict]]:
@@ -104,16 +107,6 @@ GRPO_SMALL = [
 ]
 
 
-def _metric(log: str, key: str) -> dict[int, float]:
-    """``{step: value}`` of one verl console metric."""
-    out = {}
-    for line in log.splitlines():
-        step, value = re.search(r"(?:^|\s)step:(\d+) ", line), re.search(re.escape(key) + r":(-?[0-9.eE+-]+)", line)
-        if step and value:
-            out[int(step.group(1))] = float(value.group(1))
-    return out
-
-
 def test_grpo_runs_two_steps_on_cpu_with_the_taosr1_reward_and_sampler_then_resumes_with_its_tracker(
         tiny_model_dir, parquets, tmp_path):
     from taosr1_verl.integrations.verl.launch import ray_processes
@@ -133,8 +126,8 @@ def test_grpo_runs_two_steps_on_cpu_with_the_taosr1_reward_and_sampler_then_resu
     assert len(scores) == 2 and all(s == -1.0 for s in scores), scores
     assert "timing_s/gen" in log1 and "timing_s/update_actor" in log1
     assert not ray_processes(first.ray_dir)
-    observed1 = _metric(log1, "training/taosr1_sampler/tracker/groups_observed")
-    assert set(observed1) == {1, 2} and 0 < observed1[1] < observed1[2], observed1
+    observed1 = _metric_series(tmp_path / "grpo1.log", (OBSERVED,)).get(OBSERVED, [])
+    assert len(observed1) == 2 and 0 < observed1[0] < observed1[1], observed1  # steps 1 and 2
 
     second = run_recipe("grpo", [*common, "trainer.total_training_steps=3"], device="cpu",
                         log_path=tmp_path / "grpo2.log", timeout_s=500)
@@ -147,7 +140,8 @@ def test_grpo_runs_two_steps_on_cpu_with_the_taosr1_reward_and_sampler_then_resu
     assert not ray_processes(second.ray_dir)
     # The sampler's tracker was restored: step 3 adds its own groups to what steps 1-2 taught it (a fresh
     # tracker would know only step 3's groups).
-    observed2 = _metric(log2, "training/taosr1_sampler/tracker/groups_observed")
-    finished3 = _metric(log2, "training/taosr1_sampler/groups_finished")
-    assert observed2[3] == observed1[2] + finished3[3], (observed1, observed2, finished3)
+    series2 = _metric_series(tmp_path / "grpo2.log", (OBSERVED, FINISHED))
+    observed2, finished3 = series2.get(OBSERVED, []), series2.get(FINISHED, [])
+    assert len(observed2) == len(finished3) == 1  # step 3 only (checked above)
+    assert observed2[0] == observed1[1] + finished3[0], (observed1, observed2, finished3)
 
