@@ -17,14 +17,14 @@ The table gives the totals over all steps and the ratios ours / verl. Slow (two 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
 from pathlib import Path
 
-from taosr1_verl.pipeline.demo import PROFILES, _metric_series, build_pipeline
-from taosr1_verl.pipeline.stages import RECORD
+from taosr1_verl.integrations.verl.launch import read_metric_series
+from taosr1_verl.pipeline.demo import PROFILES, build_pipeline
+from taosr1_verl.pipeline.stages import RECORD, read_settings
 
 UPSTREAM = ("data", "model", "sft", "eval_sft", "passn", "dpo", "eval_dpo")
 KEYS = ("training/filter_groups/evicted_samples", "training/filter_groups/discarded_surplus_samples",
@@ -46,7 +46,7 @@ def _run(src: Path, work: Path, sampler: str, profile: str, seed: int, model: st
         _copy_upstream(src, dst, sampler)
         build_pipeline(dst, profile, seed, sampler, model).run(until="grpo")
     prof = PROFILES[profile]
-    series = _metric_series(dst / "grpo" / "grpo.log", KEYS)
+    series = read_metric_series(dst / "grpo" / "grpo.log", KEYS)
     steps = len(series.get("timing_s/step", []))
     trained = steps * prof.grpo_batch * prof.grpo_n
     evicted = sum(series.get(KEYS[0], [])) * prof.grpo_n  # verl counts groups (prompt uids)
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None, help="demo profile of the run (default: read from its records)")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args(argv)
-    fingerprint = json.loads(json.loads((args.run_dir / "data" / RECORD).read_text())["settings"])
-    settings = fingerprint["settings"]  # the data stage's settings: profile, seed, model
+    settings = read_settings(args.run_dir / "data")  # profile, seed, model
     profile = args.profile or settings["profile"]["name"]
     seed = settings.get("seed", 0) if args.seed is None else args.seed
     work = args.work or args.run_dir.with_name(args.run_dir.name + ".sampler_bench")

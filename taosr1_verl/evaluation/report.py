@@ -14,7 +14,8 @@ from taosr1_verl.files import atomic_write_bytes
 logger = logging.getLogger(__name__)
 
 
-def _save_fig(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG, atomically (a reader never sees half a file)."""
     import io
 
     buf = io.BytesIO()
@@ -42,7 +43,7 @@ def plot_confusion(confusion: dict[str, Any], title: str, path: Path) -> None:
         for j in range(m.shape[1]):
             ax.text(j, i, str(m[i, j]), ha="center", va="center",
                     color="white" if m[i, j] > m.max() / 2 else "black")
-    _save_fig(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -60,7 +61,7 @@ def plot_beta_sweep(sweep: list[dict[str, float]], metric: str, chosen: float, p
     ax.set_ylabel(metric)
     ax.set_title("CumPT calibration sweep")
     ax.legend()
-    _save_fig(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from taosr1_verl.integrations.verl.launch import read_metric_series
 from taosr1_verl.pipeline.stages import Pipeline, Stage, StageContext
 
 logger = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ def stage_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
     ], out)
     merge_fsdp_checkpoint(ckpt, out / "model")
     shutil.rmtree(ckpt)  # FSDP shards + optimizer state: the HF export is what later stages read
-    losses = _metric_series(out / "sft.log", ("train/loss",)).get("train/loss")
+    losses = read_metric_series(out / "sft.log", ("train/loss",)).get("train/loss")
     return {"steps": prof.sft_steps, "batch": prof.sft_batch, "lr": prof.sft_lr,
             "first_loss": (losses or [None])[0], "loss": (losses or [None])[-1]}
 
@@ -398,28 +399,11 @@ def stage_grpo(ctx: StageContext, out: Path) -> dict[str, Any]:
     _run_verl("grpo", grpo_overrides(ctx, out, model, ctx.settings.get("sampler", "taosr1")), out)
     merge_fsdp_checkpoint(out / "ckpt", out / "model")
     shutil.rmtree(out / "ckpt")
-    return {"steps": _profile(ctx).grpo_steps, "metrics": _metric_series(out / "grpo.log", _GRPO_KEYS)}
+    return {"steps": _profile(ctx).grpo_steps, "metrics": read_metric_series(out / "grpo.log", _GRPO_KEYS)}
 
 
 _GRPO_KEYS = ("critic/score/mean", "training/taosr1_sampler/wasted_rollout_fraction",
               "training/taosr1_sampler/groups_kept", "training/taosr1_sampler/class_mix_cv", "timing_s/step")
-
-
-def _metric_series(log: Path, keys: tuple[str, ...]) -> dict[str, list[float]]:
-    """Per-step values of verl metrics (``key:value`` on its console ``step:`` lines) read from a log."""
-    import re
-
-    series: dict[str, list[float]] = {}
-    if not log.exists():
-        return series
-    for line in log.read_text(errors="replace").splitlines():
-        if "step:" not in line:
-            continue
-        for key in keys:
-            m = re.search(re.escape(key) + r":(-?[0-9.eE+-]+)", line)
-            if m:
-                series.setdefault(key, []).append(float(m.group(1)))
-    return series
 
 
 def stage_eval_grpo(ctx: StageContext, out: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ def _plot_stage_f1(rows: list[tuple[str, float, float | None]], baseline: float,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from taosr1_verl.evaluation.report import _save_fig
+    from taosr1_verl.evaluation.report import save_figure
 
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     names = [r[0] for r in rows]
@@ -34,7 +34,7 @@ def _plot_stage_f1(rows: list[tuple[str, float, float | None]], baseline: float,
     ax.set_ylabel("macro-F1 (held-out)")
     ax.set_title("TaoSR1 demo: macro-F1 after each stage")
     ax.legend(fontsize=7, loc="lower right")
-    _save_fig(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_sampler(series: dict[str, list[float]], path: Path) -> bool:
@@ -45,7 +45,7 @@ def _plot_sampler(series: dict[str, list[float]], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from taosr1_verl.evaluation.report import _save_fig
+    from taosr1_verl.evaluation.report import save_figure
 
     fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 2.8), squeeze=False)
     for ax, (key, values) in zip(axes[0], sorted(series.items()), strict=True):
@@ -53,7 +53,7 @@ def _plot_sampler(series: dict[str, list[float]], path: Path) -> bool:
         ax.set_title(key.split("/")[-1], fontsize=8)
         ax.set_xlabel("GRPO step", fontsize=8)
     fig.suptitle("GRPO and sampler statistics per step", fontsize=9)
-    _save_fig(fig, path)
+    save_figure(fig, path)
     return True
 
 

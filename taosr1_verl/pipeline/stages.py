@@ -60,6 +60,14 @@ def read_record(stage_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def read_settings(stage_dir: Path) -> dict[str, Any]:
+    """The settings a completed stage ran with (those it reads, see :class:`Stage`)."""
+    record = read_record(stage_dir)
+    if record is None:
+        raise RuntimeError(f"no completed stage in {stage_dir} (missing or unreadable {RECORD})")
+    return json.loads(record["settings"])["settings"]
+
+
 class Pipeline:
     """Runs stages in order, skipping completed ones, with one line of progress per stage."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taosr1_verl.pipeline.stages import RECORD, Pipeline, Stage
+from taosr1_verl.pipeline.stages import RECORD, Pipeline, Stage, read_settings
 
 
 def _stages(calls: list[str], fail_at: str | None = None, uses: dict[str, tuple[str, ...]] | None = None):
@@ -80,3 +80,13 @@ def test_a_late_setting_reruns_only_the_stages_that_read_it_and_their_successors
     calls.clear()
     Pipeline(_stages(calls, uses=uses), tmp_path, {"p": 2, "late": "x"}).run()
     assert calls == ["a", "b", "c"]
+
+
+def test_read_settings_gives_what_each_stage_ran_with(tmp_path):
+    uses = {"a": ("p",), "b": ("p", "late"), "c": None}
+    Pipeline(_stages([], uses=uses), tmp_path, {"p": 1, "late": "x", "other": 3}).run()
+    assert read_settings(tmp_path / "a") == {"p": 1}
+    assert read_settings(tmp_path / "b") == {"p": 1, "late": "x"}
+    assert read_settings(tmp_path / "c") == {"p": 1, "late": "x", "other": 3}  # None: every setting
+    with pytest.raises(RuntimeError, match="no completed stage"):
+        read_settings(tmp_path / "missing")

@@ -335,6 +335,32 @@ def run_recipe(
     return result
 
 
+def read_metric_series(log: str | os.PathLike[str], keys: Sequence[str]) -> dict[str, list[float]]:
+    """Per-step values of verl metrics read from a log that :func:`run_recipe` wrote.
+
+    verl prints each training step's metrics as ``key:value`` pairs on one console line containing
+    ``step:``; a key missing from a step is skipped, a missing log gives ``{}``.
+
+    Example: ``read_metric_series("runs/grpo/grpo.log", ["critic/score/mean"])`` ->
+    ``{"critic/score/mean": [0.31, 0.35, ...]}``.
+    """
+    import re
+
+    path = Path(log)
+    series: dict[str, list[float]] = {}
+    if not path.exists():
+        return series
+    patterns = {key: re.compile(re.escape(key) + r":(-?[0-9.eE+-]+)") for key in keys}
+    for line in path.read_text(errors="replace").splitlines():
+        if "step:" not in line:
+            continue
+        for key, pattern in patterns.items():
+            m = pattern.search(line)
+            if m:
+                series.setdefault(key, []).append(float(m.group(1)))
+    return series
+
+
 def _alive(pid: int, create_time: float) -> bool:
     """``pid`` still runs and is the same process we saw (not a reused PID)."""
     import psutil

@@ -14,8 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from taosr1_verl.integrations.verl.launch import run_recipe
-from taosr1_verl.pipeline.demo import _metric_series
+from taosr1_verl.integrations.verl.launch import read_metric_series, run_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +125,7 @@ def test_grpo_runs_two_steps_on_cpu_with_the_taosr1_reward_and_sampler_then_resu
     assert len(scores) == 2 and all(s == -1.0 for s in scores), scores
     assert "timing_s/gen" in log1 and "timing_s/update_actor" in log1
     assert not ray_processes(first.ray_dir)
-    observed1 = _metric_series(tmp_path / "grpo1.log", (OBSERVED,)).get(OBSERVED, [])
+    observed1 = read_metric_series(tmp_path / "grpo1.log", (OBSERVED,)).get(OBSERVED, [])
     assert len(observed1) == 2 and 0 < observed1[0] < observed1[1], observed1  # steps 1 and 2
 
     second = run_recipe("grpo", [*common, "trainer.total_training_steps=3"], device="cpu",
@@ -140,7 +139,7 @@ def test_grpo_runs_two_steps_on_cpu_with_the_taosr1_reward_and_sampler_then_resu
     assert not ray_processes(second.ray_dir)
     # The sampler's tracker was restored: step 3 adds its own groups to what steps 1-2 taught it (a fresh
     # tracker would know only step 3's groups).
-    series2 = _metric_series(tmp_path / "grpo2.log", (OBSERVED, FINISHED))
+    series2 = read_metric_series(tmp_path / "grpo2.log", (OBSERVED, FINISHED))
     observed2, finished3 = series2.get(OBSERVED, []), series2.get(FINISHED, [])
     assert len(observed2) == len(finished3) == 1  # step 3 only (checked above)
     assert observed2[0] == observed1[1] + finished3[0], (observed1, observed2, finished3)

@@ -58,3 +58,15 @@ def test_cli_dry_run_prints_the_command(capsys):
     assert main(["recipe", "run", "grpo", "--device", "cpu", "--dry-run", "trainer.total_training_steps=2"]) == 0
     out = capsys.readouterr().out.strip()
     assert "verl.trainer.main_ppo" in out and out.endswith("overlays/ppo=cpu trainer.total_training_steps=2")
+
+
+def test_metric_series_reads_verl_step_lines_and_skips_the_rest(tmp_path):
+    log = tmp_path / "grpo.log"
+    log.write_text(
+        "(TaskRunner pid=1) step:1 - critic/score/mean:0.25 - timing_s/step:3.5 - a/b:1e-3\n"
+        "Training Progress: 50%| critic/score/mean:9.9 (not a step line)\n"
+        "(TaskRunner pid=1) step:2 - critic/score/mean:-0.5 - timing_s/step:4\n"
+    )
+    series = launch.read_metric_series(log, ["critic/score/mean", "timing_s/step", "a/b", "absent"])
+    assert series == {"critic/score/mean": [0.25, -0.5], "timing_s/step": [3.5, 4.0], "a/b": [0.001]}
+    assert launch.read_metric_series(tmp_path / "none.log", ["x"]) == {}
