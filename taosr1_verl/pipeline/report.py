@@ -57,8 +57,8 @@ def _plot_sampler(series: dict[str, list[float]], path: Path) -> bool:
     return True
 
 
-def _fmt(v: Any) -> str:
-    return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "n/a" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
 def stage_report(ctx: StageContext, out: Path) -> dict[str, Any]:
@@ -151,8 +151,14 @@ def stage_report(ctx: StageContext, out: Path) -> dict[str, Any]:
             lines += ["![pass@k](pass_at_k.png)", ""]
     if has_sampler:
         lines += ["## GRPO and the dynamic sampler", "", "![sampler](grpo_sampler.png)", ""]
-    lines += ["## Stage timings (s)", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v.get('seconds', 0):.0f} |" for k, v in s.items() if isinstance(v, dict)]
+    stages = {k: v for k, v in s.items() if isinstance(v, dict)}
+    peaks = [v["peak_memory_gib"] for v in stages.values() if "peak_memory_gib" in v]
+    lines += ["## Stage timings and peak memory", "",
+              "Peak memory: PSS of the stage's whole process tree (trainer, Ray, vLLM workers), sampled each second.",
+              "", "| stage | seconds | peak memory (GiB) |", "|---|---|---|"]
+    lines += [f"| {k} | {v.get('seconds', 0):.0f} | {_fmt(v.get('peak_memory_gib'), 2)} |" for k, v in stages.items()]
+    lines.append(f"| all stages | {sum(v.get('seconds', 0) for v in stages.values()):.0f} | "
+                 f"{_fmt(max(peaks) if peaks else None, 2)} (max) |")
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "report.md", text)
     return {"report": "report/report.md", "baseline_macro_f1": baseline, "stages": [r[0] for r in rows]}

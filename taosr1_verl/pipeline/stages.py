@@ -7,7 +7,8 @@ stage in flight); ``rerun_from`` deletes the records from a stage on, so it and 
 again. Settings that change a stage's output are part of the record: a changed setting invalidates the
 stage instead of silently reusing stale output. A stage names the settings it reads (``Stage.settings``;
 default all of them), and its fingerprint includes the previous stage's, so changing a late-stage
-setting (say the GRPO sampler) reruns only that stage and the ones after it.
+setting (say the GRPO sampler) reruns only that stage and the ones after it. Each record also holds the
+stage's wall time and the peak memory of the whole process tree it ran (trainers, Ray, vLLM workers).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +68,54 @@ def read_settings(stage_dir: Path) -> dict[str, Any]:
     if record is None:
         raise RuntimeError(f"no completed stage in {stage_dir} (missing or unreadable {RECORD})")
     return json.loads(record["settings"])["settings"]
+
+
+class PeakMemory:
+    """Peak memory of this process and all its descendants (torchrun, Ray, vLLM workers), in bytes.
+
+    A thread sums each process's PSS (shared pages split among their users, so a model mapped by three
+    workers counts once; RSS where PSS is unreadable) every ``interval_s`` while the block runs. A sampled
+    peak: a spike shorter than the interval can be missed.
+    """
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def current_bytes() -> int:
+        import psutil
+
+        me = psutil.Process()
+        total = 0
+        for proc in (me, *me.children(recursive=True)):
+            try:
+                try:
+                    total += proc.memory_full_info().pss
+                except (psutil.AccessDenied, AttributeError):
+                    total += proc.memory_info().rss
+            except psutil.Error:
+                continue  # exited between listing and reading
+        return total
+
+    def _sample(self) -> None:
+        while True:
+            self.peak_bytes = max(self.peak_bytes, self.current_bytes())
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> PeakMemory:
+        self.peak_bytes = self.current_bytes()
+        self._thread = threading.Thread(target=self._sample, name="peak-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 class Pipeline:
@@ -126,9 +176,11 @@ class Pipeline:
                 partial.mkdir(parents=True)
                 logger.info("[%d/%d] %s: %s", i, total, stage.name, stage.description or "running")
                 t0 = time.monotonic()
-                summary = stage.run(self.ctx, partial) or {}
+                with PeakMemory() as memory:
+                    summary = stage.run(self.ctx, partial) or {}
                 seconds = time.monotonic() - t0
-                summary = {**summary, "seconds": round(seconds, 1)}
+                summary = {**summary, "seconds": round(seconds, 1),
+                           "peak_memory_gib": round(memory.peak_bytes / 2**30, 3)}
                 record = {"stage": stage.name, "settings": self._fingerprint(stage), "summary": summary,
                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
                 (partial / RECORD).write_text(json.dumps(record, indent=1, default=str))
@@ -136,7 +188,8 @@ class Pipeline:
                     shutil.rmtree(out)
                 partial.rename(out)
                 self.ctx.summaries[stage.name] = summary
-                logger.info("[%d/%d] %s: finished in %.0f s", i, total, stage.name, seconds)
+                logger.info("[%d/%d] %s: finished in %.0f s, peak memory %.1f GiB", i, total, stage.name, seconds,
+                            memory.peak_bytes / 2**30)
             if until and stage.name == until:
                 break
         return self.ctx.summaries

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taosr1_verl.pipeline.stages import RECORD, Pipeline, Stage, read_settings
+from taosr1_verl.pipeline.stages import RECORD, Pipeline, Stage, read_record, read_settings
 
 
 def _stages(calls: list[str], fail_at: str | None = None, uses: dict[str, tuple[str, ...]] | None = None):
@@ -90,3 +90,24 @@ def test_read_settings_gives_what_each_stage_ran_with(tmp_path):
     assert read_settings(tmp_path / "c") == {"p": 1, "late": "x", "other": 3}  # None: every setting
     with pytest.raises(RuntimeError, match="no completed stage"):
         read_settings(tmp_path / "missing")
+
+
+def test_records_hold_the_peak_memory_of_the_stage_process_tree(tmp_path):
+    import subprocess
+    import sys
+
+    child_mib = 300
+
+    def allocate_in_a_child(ctx, out):
+        # b"\1" * n writes every page (a zeroed bytearray would stay virtual); the child must count
+        subprocess.run([sys.executable, "-c", f"import time; b = b'\\1' * ({child_mib} << 20); time.sleep(1.5)"],
+                       check=True)
+        return {}
+
+    def idle(ctx, out):
+        return {}
+
+    summaries = Pipeline([Stage("alloc", allocate_in_a_child), Stage("idle", idle)], tmp_path, {}).run()
+    alloc, idle_peak = summaries["alloc"]["peak_memory_gib"], summaries["idle"]["peak_memory_gib"]
+    assert alloc * 1024 >= idle_peak * 1024 + 0.9 * child_mib
+    assert read_record(tmp_path / "alloc")["summary"]["peak_memory_gib"] == alloc
