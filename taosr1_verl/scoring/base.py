@@ -9,7 +9,7 @@ share a token prefix. Everything else (rendering, checks, grouping, softmax over
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,12 @@ class FirstTokenScorer:
         """``(len(seqs), L)`` label logits or log-probs; ``prefix_len`` tokens are shared by all seqs."""
         raise NotImplementedError
 
+    def _score_groups(self, groups: list[list[list[int]]], prefix_lens: list[int]) -> Iterator[np.ndarray]:
+        """:meth:`_score_group` of each group, in order. A backend that can overlap groups (an endpoint with
+        its own prefix cache) overrides this to send them together."""
+        for seqs, prefix_len in zip(groups, prefix_lens, strict=True):
+            yield self._score_group(seqs, prefix_len)
+
     # ---- entry points ---------------------------------------------------------------------------------
     def render(self, prompts: Iterable[Messages]) -> list[list[int]]:
         return [render_prompt_ids(self.tokenizer, m) for m in prompts]
@@ -131,11 +137,12 @@ class FirstTokenScorer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(seqs), desc=f"scoring ({self.name})", unit="item")
-        for rows in order.values():
-            group = [seqs[i] for i in rows]
-            # Leave at least one token per prompt outside the prefix: its position gives the logits.
-            prefix = min(common_prefix_len(group), min(len(s) for s in group) - 1)
-            out[rows] = softmax(np.asarray(self._score_group(group, prefix), dtype=np.float64))
+        row_groups = list(order.values())
+        groups_ids = [[seqs[i] for i in rows] for rows in row_groups]
+        # Leave at least one token per prompt outside the prefix: its position gives the logits.
+        prefixes = [min(common_prefix_len(g), min(len(s) for s in g) - 1) for g in groups_ids]
+        for rows, logits in zip(row_groups, self._score_groups(groups_ids, prefixes), strict=True):
+            out[rows] = softmax(np.asarray(logits, dtype=np.float64))
             if bar is not None:
                 bar.update(len(rows))
         if bar is not None:

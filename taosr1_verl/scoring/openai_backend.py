@@ -11,6 +11,7 @@ serving); :class:`OpenAIScorer` talks to any such endpoint with the standard lib
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,7 @@ class OpenAIScorer(FirstTokenScorer):
         tokenizer: the served model's tokenizer, or a local directory holding it.
         model: the served model name (default: the first one ``/v1/models`` lists).
         batch_size: prompts per request.
+        max_in_flight: requests open at once (1: one after the other).
 
     Example:
         >>> s = OpenAIScorer("http://127.0.0.1:8000/v1", "runs/tiny")          # doctest: +SKIP
@@ -63,7 +67,7 @@ class OpenAIScorer(FirstTokenScorer):
     name = "openai"
 
     def __init__(self, base_url: str, tokenizer: Any, schema: LabelSchema | str | None = None, *,
-                 model: str | None = None, batch_size: int = 64, timeout: float = 300.0,
+                 model: str | None = None, batch_size: int = 64, max_in_flight: int = 4, timeout: float = 300.0,
                  api_key: str | None = None, max_prompt_tokens: int | None = None) -> None:
         if isinstance(tokenizer, str | os.PathLike):
             from transformers import AutoTokenizer
@@ -71,7 +75,12 @@ class OpenAIScorer(FirstTokenScorer):
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
         super().__init__(tokenizer, schema, max_prompt_tokens)
         self.base_url = base_url.rstrip("/")
+        if batch_size < 1 or max_in_flight < 1:
+            raise ValueError(f"batch_size and max_in_flight must be >= 1, got {batch_size}, {max_in_flight}")
         self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
+        self.last_requests = 0
+        """HTTP requests sent by the last :meth:`completions` call."""
         self.timeout = timeout
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
         self.model = model or self._first_model()
@@ -86,24 +95,61 @@ class OpenAIScorer(FirstTokenScorer):
             raise RuntimeError(f"{self.base_url}/models lists no model")
         return models[0]["id"]
 
-    def _score_group(self, seqs: list[list[int]], prefix_len: int) -> np.ndarray:
+    def completions(self, seqs: Sequence[list[int]], **params: Any) -> Iterator[dict[str, Any]]:
+        """``/v1/completions`` choices for token-id prompts, in input order.
+
+        ``batch_size`` prompts go in one request (vLLM accepts a list of token-id prompts) and up to
+        ``max_in_flight`` requests are open at once, so the server's scheduler batches across requests and
+        the client's JSON work overlaps the server's compute. ``params`` are request fields
+        (``max_tokens``, ``temperature``, ...). Sets :attr:`last_requests`.
+        """
+        starts = range(0, len(seqs), self.batch_size)
+        chunks = [list(seqs[i:i + self.batch_size]) for i in starts]
+        self.last_requests = len(chunks)
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.max_in_flight, len(chunks))))
+        try:
+            payloads = [{"model": self.model, "prompt": c, **params} for c in chunks]
+            bodies = pool.map(lambda x: _post(f"{self.base_url}/completions", x, self.timeout, self.api_key), payloads)
+            for chunk, body in zip(chunks, bodies, strict=True):
+                choices = sorted(body.get("choices", []), key=lambda c: c["index"])
+                if len(choices) != len(chunk):
+                    raise RuntimeError(f"endpoint returned {len(choices)} choices for {len(chunk)} prompts")
+                yield from choices
+        finally:
+            # An error (or an abandoned iterator) drops the requests not yet sent.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _score_groups(self, groups: list[list[list[int]]], prefix_lens: list[int]) -> Iterator[np.ndarray]:
+        # The server's prefix cache finds shared prefixes by itself, so groups need not be separate requests:
+        # all rows go out together, in group order (one query's items stay adjacent for the cache).
         keys = [f"token_id:{t}" for t in self.label_ids]
-        rows: list[list[float]] = []
-        for start in range(0, len(seqs), self.batch_size):
-            chunk = seqs[start:start + self.batch_size]
-            payload = {"model": self.model, "prompt": chunk, "max_tokens": 1, "temperature": 0.0,
-                       "logprobs": 1, "logprob_token_ids": self.label_ids, "return_tokens_as_token_ids": True}
-            body = _post(f"{self.base_url}/completions", payload, self.timeout, self.api_key)
-            choices = sorted(body.get("choices", []), key=lambda c: c["index"])
-            if len(choices) != len(chunk):
-                raise RuntimeError(f"endpoint returned {len(choices)} choices for {len(chunk)} prompts")
-            for c in choices:
-                top = ((c.get("logprobs") or {}).get("top_logprobs") or [None])[0]
-                if not top or any(k not in top for k in keys):
-                    raise RuntimeError(f"row {start + c['index']}: no label log-probs in the response "
-                                       f"(server without logprob_token_ids support?): {top}")
-                rows.append([float(top[k]) for k in keys])
-        return np.asarray(rows, dtype=np.float64)
+        choices = self.completions([s for g in groups for s in g], max_tokens=1, temperature=0.0, logprobs=1,
+                                   logprob_token_ids=self.label_ids, return_tokens_as_token_ids=True)
+        row = 0
+        with contextlib.closing(choices):
+            for g in groups:
+                rows: list[list[float]] = []
+                for c in itertools.islice(choices, len(g)):
+                    top = ((c.get("logprobs") or {}).get("top_logprobs") or [None])[0]
+                    if not top or any(k not in top for k in keys):
+                        raise RuntimeError(f"row {row}: no label log-probs in the response "
+                                           f"(server without logprob_token_ids support?): {top}")
+                    rows.append([float(top[k]) for k in keys])
+                    row += 1
+                yield np.asarray(rows, dtype=np.float64)
+
+    def _score_group(self, seqs: list[list[int]], prefix_len: int) -> np.ndarray:
+        (logits,) = self._score_groups([seqs], [prefix_len])
+        return logits
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: SIGTERM it when the thread that started it dies, even by SIGKILL, so a
+    # killed benchmark or test leaves no server behind (it is in its own session, out of reach otherwise).
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -116,6 +162,9 @@ def free_port() -> int:
 class VLLMServer:
     """A ``vllm serve`` process on loopback, started on enter and stopped (SIGINT, then SIGKILL) on exit.
 
+    The server runs in its own process group (stopping it stops its engine core) and, on Linux, gets SIGTERM
+    when the thread that started it dies, so start it from a thread that outlives it.
+
     Example:
         >>> with VLLMServer("runs/tiny") as srv:                                 # doctest: +SKIP
         ...     OpenAIScorer(srv.base_url, "runs/tiny").score_items("oak", [{"title": "oak table"}])
@@ -123,8 +172,11 @@ class VLLMServer:
 
     def __init__(self, model: str | os.PathLike[str], *, port: int | None = None, block_size: int = 32,
                  max_model_len: int = 1024, dtype: str = "float32", startup_timeout: float = 300.0,
-                 log_path: str | os.PathLike[str] | None = None, extra_args: list[str] | None = None) -> None:
+                 log_path: str | os.PathLike[str] | None = None, extra_args: list[str] | None = None,
+                 dev_endpoints: bool = False) -> None:
         self.model = str(model)
+        # vLLM's development routes (e.g. /reset_prefix_cache, for benchmarks); never on by default.
+        self.env = {"VLLM_SERVER_DEV_MODE": "1"} if dev_endpoints else {}
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.startup_timeout = startup_timeout
@@ -144,7 +196,9 @@ class VLLMServer:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 (closed in stop)
         self._log = log
         # Own process group: stopping it stops the engine core and workers the server spawned.
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env = {**os.environ, **self.env} if self.env else None
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         deadline = time.monotonic() + self.startup_timeout
         health = f"http://127.0.0.1:{self.port}/health"
         while time.monotonic() < deadline:
@@ -162,6 +216,12 @@ class VLLMServer:
             time.sleep(1.0)
         self.stop()
         raise TimeoutError(f"vllm serve not healthy after {self.startup_timeout:.0f}s")
+
+    def reset_prefix_cache(self) -> None:
+        """Empty the server's prefix cache (needs ``dev_endpoints=True``)."""
+        body = _post(f"http://127.0.0.1:{self.port}/reset_prefix_cache", {}, 60.0, None)
+        if not body.get("success"):
+            raise RuntimeError(f"vllm serve did not reset its prefix cache: {body}")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -66,11 +66,19 @@ def test_served_endpoint_end_to_end(tiny_model, prompts, hf_probs, tmp_path):
 
     rows, groups = prompts
     log = tmp_path / "serve.log"
-    with VLLMServer(tiny_model, log_path=log) as server:
+    with VLLMServer(tiny_model, log_path=log, dev_endpoints=True) as server:
         pid = server.proc.pid
         scorer = OpenAIScorer(server.base_url, tiny_model, batch_size=10)
         assert scorer.model == "taosr1"
         probs = scorer.score_messages(rows, groups=groups)
+        # Both queries' 24 rows go out as 10-prompt requests, several in flight: 3 requests, not 2 x 2.
+        assert scorer.last_requests == 3
+        server.reset_prefix_cache()
+        # One prompt per request, one request at a time, rows reversed: same probabilities, input order kept.
+        single = OpenAIScorer(server.base_url, tiny_model, batch_size=1, max_in_flight=1)
+        one_by_one = single.score_messages(rows[::-1], groups=groups[::-1])[::-1]
+        assert single.last_requests == len(rows)
     np.testing.assert_allclose(probs, hf_probs, atol=1e-4)
+    np.testing.assert_allclose(one_by_one, probs, atol=1e-5)
     # torn down: no process of its group is left
     assert subprocess.run(["pgrep", "-g", str(pid)], capture_output=True).stdout == b""
