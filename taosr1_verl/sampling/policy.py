@@ -178,8 +178,12 @@ class SelectionPolicy:
     # ---- selection -----------------------------------------------------------------------------
     def keep_probability(self, positions: Any) -> np.ndarray:
         """Probability that the next group of each position is kept, under the current beliefs."""
-        a, b = self.tracker.beta(self.keys[np.asarray(positions, dtype=np.int64)], learn_shift=self.config.learn_shift)
-        return self.rule.keep_probability(self.config.group_size, a, b)
+        keys = self.keys[np.asarray(positions, dtype=np.int64)]
+        # Scored once per distinct belief: most candidates share one (never seen, or seeded with the same
+        # pass@N count), and the beta-binomial mass is the bulk of a step's cost.
+        rep, inverse = self.tracker.same_beliefs(keys)
+        a, b = self.tracker.beta(rep, learn_shift=self.config.learn_shift)
+        return self.rule.keep_probability(self.config.group_size, a, b)[inverse]
 
     def _top(self, q: np.ndarray, m: int) -> np.ndarray:
         if m >= q.size:
@@ -191,15 +195,20 @@ class SelectionPolicy:
         score = np.log(np.maximum(q, 1e-12)) / t + self._rng.gumbel(size=q.size)
         return np.argpartition(-score, m - 1)[:m]
 
-    def _select_class(self, k: int, quota: int) -> np.ndarray:
+    def _window(self, k: int, need: int) -> np.ndarray:
+        return self._draw(k, max(1, math.ceil(self.config.window * need)))
+
+    def _select_class(self, k: int, quota: int, cand: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Pick ``quota`` positions of class ``k``, starting from its first window ``cand`` scored ``q``."""
         cfg, st = self.config, self.stats
         chosen: list[np.ndarray] = []
         skipped_pos: list[np.ndarray] = []
         skipped_q: list[np.ndarray] = []
         need = quota
-        for _ in range(cfg.max_windows):
-            cand = self._draw(k, max(1, math.ceil(cfg.window * need)))
-            q = self.keep_probability(cand)
+        for w in range(cfg.max_windows):
+            if w:
+                cand = self._window(k, need)
+                q = self.keep_probability(cand)
             low = q < cfg.skip_below
             recheck = low & (self._rng.random(cand.size) < cfg.recheck_prob)
             forced = cand[recheck][:need]
@@ -237,7 +246,12 @@ class SelectionPolicy:
         quotas = np.full(k, batch_size // k, dtype=np.int64)
         # The remainder goes to randomly chosen classes so no class is favoured over many batches.
         quotas[self._rng.permutation(k)[: batch_size % k]] += 1
-        parts = [self._select_class(i, int(qk)) for i, qk in enumerate(quotas) if qk > 0]
+        active = [i for i, qk in enumerate(quotas) if qk > 0]
+        # Every class's first window is scored in one call (fewer, larger numpy operations). The class
+        # streams are independent and scoring draws no random numbers, so the choices are unchanged.
+        cands = [self._window(i, int(quotas[i])) for i in active]
+        qs = np.split(self.keep_probability(np.concatenate(cands)), np.cumsum([c.size for c in cands[:-1]]))
+        parts = [self._select_class(i, int(quotas[i]), c, q) for i, c, q in zip(active, cands, qs, strict=True)]
         out = np.concatenate(parts)
         out = out[self._rng.permutation(out.size)]
         self.stats.selected += int(out.size)

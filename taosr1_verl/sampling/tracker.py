@@ -50,6 +50,36 @@ _ARRAYS: dict[str, Any] = {
 # Arrays added after the first release: a state without them loads with zeros.
 _OPTIONAL = ("trained",)
 UNKNOWN_LEVEL = -1
+_U16_MAX = int(np.iinfo(np.uint16).max)
+
+
+def sorted_groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group equal keys: ``(order, starts)`` such that ``key[order]`` is sorted (equal keys by position) and
+    ``starts`` marks the first element of each group in that order.
+
+    ``key`` is uint64 below ``2 ** (64 - bits)``, ``bits`` the bit length of ``len(key) - 1``: it is packed with
+    each element's position and sorted with one plain sort, several times cheaper than the argsort inside
+    ``np.unique``.
+    """
+    n = key.size
+    bits = np.uint64(max(1, (n - 1).bit_length()))
+    packed = (key << bits) | np.arange(n, dtype=np.uint64)
+    packed.sort()
+    order = (packed & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.intp)
+    packed >>= bits
+    starts = np.empty(n, dtype=bool)
+    starts[:1] = True
+    np.not_equal(packed[1:], packed[:-1], out=starts[1:])
+    return order, starts
+
+
+def group_inverse(order: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Group number of each element for :func:`sorted_groups`' output (numbered in key order, as
+    ``np.unique(..., return_inverse=True)``)."""
+    firsts = np.flatnonzero(starts)
+    inverse = np.empty(order.size, dtype=np.intp)
+    inverse[order] = np.repeat(np.arange(firsts.size), np.diff(firsts, append=order.size))
+    return inverse
 
 
 @dataclass(frozen=True)
@@ -112,6 +142,16 @@ class DifficultyTracker:
         for name, dtype in _ARRAYS.items():
             fill = UNKNOWN_LEVEL if name == "level" else 0
             setattr(self, name, np.full(size, fill, dtype=dtype))
+        self.groups_observed = 0
+        """Sum of ``groups`` (kept by :meth:`update`, so metrics cost O(batch), not O(prompts))."""
+        self.prompts_seen = 0
+        """Prompts with at least one group (``count_nonzero(groups)``), kept the same way."""
+
+    def recount(self) -> None:
+        """Derive :attr:`groups_observed` and :attr:`prompts_seen` from ``groups`` (O(prompts)); call it after
+        writing ``groups`` directly."""
+        self.groups_observed = int(self.groups.sum(dtype=np.int64))
+        self.prompts_seen = int(np.count_nonzero(self.groups))
 
     # ---- size ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -175,25 +215,39 @@ class DifficultyTracker:
         nn = np.broadcast_to(np.asarray(n, dtype=np.float64), idx.shape)
         if np.any(nn < 0) or np.any(c < 0) or np.any(c > nn):
             raise ValueError("DifficultyTracker.update: need 0 <= correct <= n for every group")
-        uniq, inv = np.unique(idx, return_inverse=True)
+        order, starts = sorted_groups(idx.astype(np.uint64))
+        first = order[starts]
+        uniq = idx[first]
         w = self._fade(self.last_step[uniq])
         old_succ = self.succ[uniq] * w
         old_fail = self.fail[uniq] * w
         self.last_step[uniq] = self.step
-        # Sums per unique index (repeats all count): bincount is much cheaper than np.add.at.
-        new_succ = np.bincount(inv, weights=c, minlength=uniq.size)
-        new = np.bincount(inv, weights=nn, minlength=uniq.size)
+        signal_c = ((c > 0) & (c < nn)).astype(np.float64)
+        if uniq.size == idx.size:
+            # No repeats (the usual batch): the per-index sums are the values themselves, exactly as bincount
+            # would add them to 0.0.
+            new_succ, new, signal = c[first], nn[first], signal_c[first]
+            counts = np.ones(uniq.size, dtype=np.int64)
+        else:
+            # Sums per unique index (repeats all count): bincount is much cheaper than np.add.at.
+            inv = group_inverse(order, starts)
+            new_succ = np.bincount(inv, weights=c, minlength=uniq.size)
+            new = np.bincount(inv, weights=nn, minlength=uniq.size)
+            signal = np.bincount(inv, weights=signal_c, minlength=uniq.size)
+            counts = np.bincount(inv, minlength=uniq.size)
         self.succ[uniq] = (old_succ + new_succ).astype(np.float32)
         self.fail[uniq] = (old_fail + (new - new_succ)).astype(np.float32)
         # New evidence has no training after it; then every group with signal adds one training after all of
         # the prompt's evidence (repeats within one call are taken as coming after all of their evidence).
         old = old_succ + old_fail
-        signal = np.bincount(inv, weights=((c > 0) & (c < nn)).astype(np.float64), minlength=uniq.size)
         total = old + new
         mean_old = np.divide(old, total, out=np.zeros_like(old), where=total > 0)
         self.trained[uniq] = np.minimum(self.trained[uniq] * mean_old + signal, 6e4).astype(np.float16)
-        counts = np.bincount(inv, minlength=uniq.size)
-        self.groups[uniq] = np.minimum(self.groups[uniq].astype(np.int64) + counts, np.iinfo(np.uint16).max)
+        old_groups = self.groups[uniq].astype(np.int64)
+        new_groups = np.minimum(old_groups + counts, _U16_MAX)
+        self.groups[uniq] = new_groups
+        self.groups_observed += int((new_groups - old_groups).sum())
+        self.prompts_seen += int(np.count_nonzero(old_groups == 0))
         if levels is not None:
             self.set_levels(idx, levels)
 
@@ -232,6 +286,37 @@ class DifficultyTracker:
         a = cfg.prior_mean * cfg.prior_strength + succ
         b = (1.0 - cfg.prior_mean) * cfg.prior_strength + fail
         return a, b
+
+    def same_beliefs(self, indices: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(rep, inverse)``: one index per distinct stored belief among ``indices`` (all of them in the
+        unlikely case of a hash collision, which is detected), and for each index the position of its
+        representative in ``rep``.
+
+        A value computed per belief for ``rep`` (:meth:`beta`, a keep probability) and taken at ``inverse`` is
+        bit for bit the value computed for ``indices`` directly, at a fraction of the cost when prompts share
+        beliefs, as never-seen prompts and pass@N seeds with the same count do.
+        """
+        idx = self._indices(indices, grow=False)
+        if idx.size < 2:
+            return idx, np.zeros(idx.size, dtype=np.intp)
+        u64 = np.uint64
+        k1 = (self.succ[idx].view(np.uint32).astype(u64) << u64(32)) | self.fail[idx].view(np.uint32)
+        k2 = (self.last_step[idx].view(np.uint32).astype(u64) << u64(16)) | self.trained[idx].view(np.uint16)
+        # One 64-bit hash of the four fields (multiply-xorshift); its top bits go to the sort.
+        h = k1 * u64(0x9E3779B97F4A7C15)
+        h ^= k2 * u64(0xC2B2AE3D27D4EB4F)
+        h ^= h >> u64(29)
+        h *= u64(0x94D049BB133111EB)
+        h >>= u64(max(1, (idx.size - 1).bit_length()))
+        order, starts = sorted_groups(h)
+        # A hash collision would merge different beliefs: check that each group's fields are all equal.
+        for k in (k1, k2):
+            ks = k[order]
+            if not np.all((ks[1:] == ks[:-1]) | starts[1:]):
+                return idx, np.arange(idx.size, dtype=np.intp)
+        first = order[starts]
+        inverse = group_inverse(order, starts)
+        return idx[first], inverse
 
     def pass_rate(self, indices: Any, step: int | None = None, learn_shift: float = 0.0) -> np.ndarray:
         """Posterior mean pass rate (``learn_shift``: see :meth:`beta`)."""
@@ -313,6 +398,8 @@ class DifficultyTracker:
         sd: dict[str, Any] = {name: getattr(self, name).copy() for name in _ARRAYS}
         sd["step"] = int(self.step)
         sd["config"] = json.dumps(asdict(self.config))
+        sd["groups_observed"] = int(self.groups_observed)
+        sd["prompts_seen"] = int(self.prompts_seen)
         return sd
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -332,6 +419,11 @@ class DifficultyTracker:
         self.step = int(state["step"])
         if "config" in state:
             self.config = TrackerConfig(**json.loads(str(state["config"])))
+        if "groups_observed" in state and "prompts_seen" in state:
+            self.groups_observed = int(state["groups_observed"])
+            self.prompts_seen = int(state["prompts_seen"])
+        else:
+            self.recount()  # a state saved before the counters existed: derive them once
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write an ``.npz`` atomically (no pickle inside)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -108,3 +110,32 @@ def test_learn_shift_scores_a_prompt_trained_again_and_again_as_easier():
     assert q_on[1] == pytest.approx(q_off[1])
     with pytest.raises(ValueError, match="learn_shift"):
         PolicyConfig(learn_shift=float("nan"))
+
+
+def test_selections_are_those_of_the_unoptimised_policy():
+    # Recorded with the policy before it scored each distinct belief once and all classes' first windows in
+    # one call (commit d1fb359); the optimisations must not change a single choice.
+    n = 3000
+    i = np.arange(n)
+    levels = np.array([4, 4, 2, 4, 1, 2, 4, 2, 3, 4])[i % 10]
+    t = DifficultyTracker(n)
+    t.update(i, (i * 7) % 6, 5, step=0)  # pass@5 seeds: six distinct beliefs
+    out = []
+    for temperature in (0.0, 1.0):
+        cfg = PolicyConfig(group_size=8, temperature=temperature, seed=7)
+        p = SelectionPolicy(t, GroupRule(), cfg, levels=levels)
+        for step in range(1, 9):
+            idx = p.select(96)
+            out.append(idx)
+            t.update(idx, (idx * 5 + step) % 9, 8, step=step)
+    digest = hashlib.sha256(np.concatenate(out).astype(np.int64).tobytes()).hexdigest()[:16]
+    assert digest == "abc83af90cbd9730"
+
+
+def test_keep_probability_per_distinct_belief_equals_the_direct_one():
+    t, _, levels = _population(400)
+    t.update(np.arange(0, 400, 3), 5, 8, step=2)
+    p = SelectionPolicy(t, GroupRule(), PolicyConfig(group_size=8), levels=levels)
+    pos = np.random.default_rng(1).integers(0, 400, 1000)
+    a, b = t.beta(p.keys[pos], learn_shift=p.config.learn_shift)
+    assert np.array_equal(p.keep_probability(pos), GroupRule().keep_probability(8, a, b))

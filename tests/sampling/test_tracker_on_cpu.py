@@ -144,3 +144,46 @@ def test_state_round_trip_keeps_trained_and_old_states_still_load():
     v = DifficultyTracker()
     v.load_state_dict(old)
     assert np.array_equal(v.succ, t.succ) and not v.trained.any() and v.trained.shape == t.trained.shape
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 40), min_size=1, max_size=30), min_size=1, max_size=6))
+def test_counters_follow_the_groups_table_and_survive_state(batches):
+    t = DifficultyTracker(0)
+    for step, idx in enumerate(batches):
+        t.update(idx, 1, 2, step=step)
+        assert t.groups_observed == int(t.groups.sum()) and t.prompts_seen == int(np.count_nonzero(t.groups))
+    u = DifficultyTracker()
+    u.load_state_dict(t.state_dict())
+    assert (u.groups_observed, u.prompts_seen) == (t.groups_observed, t.prompts_seen)
+    old = {k: v for k, v in t.state_dict().items() if k not in ("groups_observed", "prompts_seen")}
+    v = DifficultyTracker()
+    v.load_state_dict(old)  # saved before the counters existed: derived once from the table
+    assert (v.groups_observed, v.prompts_seen) == (t.groups_observed, t.prompts_seen)
+
+
+def test_counters_stop_where_the_group_count_saturates(tmp_path):
+    t = DifficultyTracker(2)
+    t.groups[0] = 65534
+    t.recount()
+    t.update([0, 0, 0, 1], 1, 2)
+    assert t.groups.tolist() == [65535, 1]
+    assert (t.groups_observed, t.prompts_seen) == (65536, 2)
+    t.save(tmp_path / "t.npz")
+    assert DifficultyTracker.load(tmp_path / "t.npz").groups_observed == 65536
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), size=st.integers(0, 300), shift=st.sampled_from([0.0, 0.3]))
+def test_same_beliefs_give_the_same_numbers_bit_for_bit(seed, size, shift):
+    rng = np.random.default_rng(seed)
+    t = DifficultyTracker(50, TrackerConfig(half_life=5.0))
+    for step in range(4):  # few distinct beliefs, many prompts sharing each
+        idx = rng.integers(0, 50, 20)
+        t.update(idx, rng.integers(0, 3, 20), 2, step=step)
+    t.set_step(6)
+    idx = rng.integers(0, 50, size)
+    rep, inverse = t.same_beliefs(idx)
+    assert rep.size <= min(size, 50)  # shared: at most one per prompt
+    for got, want in zip(t.beta(rep, learn_shift=shift), t.beta(idx, learn_shift=shift), strict=True):
+        assert np.array_equal(got[inverse], want)
