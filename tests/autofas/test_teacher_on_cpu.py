@@ -63,3 +63,24 @@ def test_probability_table_and_bad_rows(tmp_path) -> None:
     (tmp_path / "junk.parquet").write_text("not parquet")
     with pytest.raises(ValueError, match="junk.parquet"):
         load_teacher_cache(tmp_path / "junk.parquet")
+
+
+def test_hf_teacher_scores_each_pair_as_its_own_prompt_whatever_the_query_order(tiny_model_dir) -> None:
+    """The HF teacher groups pairs by query to share the KV prefix; rows must land where their pair was."""
+    from taosr1_verl.autofas.teacher import hf_teacher
+    from taosr1_verl.scoring.hf import HFScorer
+
+    pairs = generate_synthetic(12, seed=5)
+    rng = np.random.default_rng(0)
+    shuffled = [pairs[i] for i in rng.permutation(len(pairs))]  # queries interleaved, not contiguous
+    assert len({p.query for p in shuffled}) > 1
+    probs = hf_teacher(tiny_model_dir, "taosr1", batch_size=4)(shuffled)
+    assert probs.shape == (12, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    alone = HFScorer(tiny_model_dir, schema="taosr1", batch_size=1)
+    try:
+        for row, p in zip(probs, shuffled, strict=True):
+            item = {"title": p.title, "attributes": p.attributes, "description": p.description}
+            np.testing.assert_allclose(row, alone.score_items(p.query, [item])[0], atol=1e-4)
+    finally:
+        alone.close()
