@@ -144,10 +144,17 @@ class GroupRule:
             [1, 0, 2]
         """
         c = np.asarray(correct, dtype=np.int64)
-        nn = np.broadcast_to(np.asarray(n, dtype=np.int64), c.shape)
-        if np.any(nn < 1) or np.any(c < 0) or np.any(c > nn):
-            raise ValueError("GroupRule.classify: need 0 <= correct <= n and n >= 1 for every group")
-        lo, hi = self._bounds_arrays(nn)
+        n_arr = np.asarray(n, dtype=np.int64)
+        if n_arr.ndim == 0:
+            # One group size (the usual call): scalar bounds, no per-group unique/lookup.
+            if n_arr < 1 or (c.size and (c.min() < 0 or c.max() > n_arr)):
+                raise ValueError("GroupRule.classify: need 0 <= correct <= n and n >= 1 for every group")
+            lo, hi = self.bounds(int(n_arr))
+        else:
+            nn = np.broadcast_to(n_arr, c.shape)
+            if np.any(nn < 1) or np.any(c < 0) or np.any(c > nn):
+                raise ValueError("GroupRule.classify: need 0 <= correct <= n and n >= 1 for every group")
+            lo, hi = self._bounds_arrays(nn)
         out = np.full(c.shape, KEPT, dtype=np.int8)
         out[c < lo] = TOO_HARD
         out[(c > hi) & (c >= lo)] = TOO_EASY
