@@ -291,9 +291,9 @@ class _TaoSR1SamplingMixin:
             f"{METRIC_PREFIX}/keep_rate_estimate": self.planner.keep_rate,
             f"{METRIC_PREFIX}/refill/dispatched": c["refill_dispatched"],
             f"{METRIC_PREFIX}/refill/verl_would_dispatch": c["refill_verl_would"],
-            # What the tracker knows so far (pass@N seed included); survives checkpoint + resume.
-            f"{METRIC_PREFIX}/tracker/groups_observed": int(self.tracker.groups.sum(dtype=np.int64)),
-            f"{METRIC_PREFIX}/tracker/prompts_seen": int(np.count_nonzero(self.tracker.groups)),
+            # What the tracker knows so far; survives checkpoint + resume. Counters, not a table scan: O(batch).
+            f"{METRIC_PREFIX}/tracker/groups_observed": self.tracker.groups_observed,
+            f"{METRIC_PREFIX}/tracker/prompts_seen": self.tracker.prompts_seen,
         }
         for i, cnt in enumerate(self._step_hist):
             m[f"{METRIC_PREFIX}/pass_rate_hist/{i / 10:.1f}-{(i + 1) / 10:.1f}"] = int(cnt)
@@ -304,16 +304,24 @@ class _TaoSR1SamplingMixin:
         m[f"{METRIC_PREFIX}/class_mix_cv"] = float(counts.std() / counts.mean()) if counts.mean() > 0 else 0.0
         return m
 
+    def _terminal_eviction_reasons(self, global_steps: int, partition_id: str):
+        # Every path that classifies groups passes here (sample, and the async trainers' get_sampleable_count
+        # and wait_for_sampleable), so the tracker ages evidence by the step it was gathered for.
+        if partition_id != "val":
+            self.tracker.set_step(global_steps)
+        return super()._terminal_eviction_reasons(global_steps, partition_id)
+
     def sample(self, global_steps: int, partition_id: str, batch_size: int):
         if partition_id == "val":
             return super().sample(global_steps, partition_id, batch_size)
-        self.tracker.set_step(global_steps)
-        self._step_counts = Counter()
-        self._step_hist[:] = 0
         self._selected_levels = []
         self._batch_size = batch_size
         batch_meta, metrics = super().sample(global_steps, partition_id, batch_size)
         metrics.update(self._taosr1_metrics(len(batch_meta.keys)))
+        # Reset after reporting, not before sampling: the async trainers classify groups between two samples
+        # (get_sampleable_count, wait_for_sampleable), and those belong in the next report.
+        self._step_counts = Counter()
+        self._step_hist[:] = 0
         return batch_meta, metrics
 
 
@@ -340,7 +348,9 @@ class TaoSR1ReplayBuffer(_TaoSR1SamplingMixin, ReplayBuffer):
 
 class TaoSR1ReplayBufferAsync(_TaoSR1SamplingMixin, ReplayBufferAsync):
     """The async (``colocate_async``/``separate_async``) variant: same rule, tracker and metrics; verl's
-    async loop refills exactly one prompt per evicted group, so no planned refill is needed."""
+    async loop refills exactly one prompt per evicted group, so no planned refill is needed, and kept groups
+    beyond the batch stay buffered for the next step. Groups that finish while the trainer polls
+    (``get_sampleable_count``, ``wait_for_sampleable``) are counted in the next ``sample``'s metrics."""
 
     def __init__(self, trainer_mode: str, trainer_config: Any, max_off_policy_threshold: int | None,
                  max_off_policy_strategy: str, sampler_kwargs: Any, refill_fn: Any = None,

@@ -1,13 +1,17 @@
-"""TaoSR1ReplayBuffer against a REAL local TransferQueue on Ray (no trainer, no model).
+"""TaoSR1ReplayBuffer and TaoSR1ReplayBufferAsync against a REAL local TransferQueue on Ray (no trainer, no
+model).
 
 The trainer's rollout is replaced by a refill function that writes finished groups into TransferQueue in
 verl's layout (prompt key ``uid`` with a status tag, trajectories ``uid_session_0`` with the row's fields and
-``extra_fields.reward_extra_info``), with outcomes scripted per dataset index. Everything else (metadata
-sync, eviction, refill credit, drain, surplus discard, materialisation) is verl 0.9.1's own code.
+``extra_fields.reward_extra_info``), with outcomes scripted per dataset index. For the async buffer the
+groups are first tagged ``running`` and finish a moment later on a timer thread, as agent-loop workers do
+while the trainer polls. Everything else (metadata sync, eviction, refill credit, drain, surplus discard,
+polling, materialisation) is verl 0.9.1's own code.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -32,19 +36,31 @@ def transfer_queue():
         ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _empty_partitions(transfer_queue):
+    """Each test starts from an empty store, whatever the previous one left (e.g. its last batch)."""
+    yield
+    for partition, items in (tq.kv_list() or {}).items():
+        if items:
+            tq.kv_clear(keys=list(items), partition_id=partition)
+
+
 class ScriptedRollout:
     """Refill function: fetch the next dataset rows and store their finished groups in TransferQueue."""
 
-    def __init__(self, outcomes: dict[int, list[int]], order: list[int], levels: dict[int, int], step: int = 1):
+    def __init__(self, outcomes: dict[int, list[int]], order: list[int], levels: dict[int, int], step: int = 1,
+                 finish_after: float | None = None):
         self.outcomes, self.order, self.levels, self.step = outcomes, list(order), levels, step
+        self.finish_after = finish_after  # None: groups are finished when dispatched; else seconds running
         self.cursor = 0
         self.dispatched: list[int] = []
+        self.timers: list[threading.Timer] = []
 
-    def put_group(self, index: int, partition: str = "train") -> str:
+    def put_group(self, index: int, partition: str = "train", uid: str | None = None) -> str:
         import torch
         from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-        uid = str(uuid.uuid4())
+        uid = uid or str(uuid.uuid4())
         accs = self.outcomes[index]
         level = self.levels[index]
         keys, fields, tags = [], [], []
@@ -68,15 +84,24 @@ class ScriptedRollout:
             index = self.order[self.cursor % len(self.order)]
             self.cursor += 1
             self.dispatched.append(index)
-            self.put_group(index)
+            if self.finish_after is None:
+                self.put_group(index)
+                continue
+            uid = str(uuid.uuid4())
+            tq.kv_put(key=uid, partition_id="train", tag={"is_prompt": True, "status": "running",
+                                                          "global_steps": self.step})
+            timer = threading.Timer(self.finish_after, self.put_group, args=(index,), kwargs={"uid": uid})
+            timer.start()
+            self.timers.append(timer)
         return n
 
 
-def _buffer(rollout, **kwargs):
-    from taosr1_verl.integrations.verl.replay_buffer import TaoSR1ReplayBuffer
+def _buffer(rollout, asynchronous: bool = False, **kwargs):
+    from taosr1_verl.integrations.verl.replay_buffer import TaoSR1ReplayBuffer, TaoSR1ReplayBufferAsync
 
     sampler_kwargs = {"train_batch_size": 4, "gen_batch_size": 1, "max_inflight_gen_batches": 4, **kwargs}
-    return TaoSR1ReplayBuffer("sync", {}, None, "drop", sampler_kwargs, refill_fn=rollout, poll_interval=0.05)
+    cls, mode = (TaoSR1ReplayBufferAsync, "separate_async") if asynchronous else (TaoSR1ReplayBuffer, "sync")
+    return cls(mode, {}, None, "drop", sampler_kwargs, refill_fn=rollout, poll_interval=0.05)
 
 
 def _batch_indices(meta) -> list[int]:
@@ -115,10 +140,11 @@ def test_groups_kept_evicted_and_refilled(transfer_queue):
     assert not tq.kv_list("train").get("train")
 
 
-def test_validation_passes_through_unfiltered(transfer_queue):
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_validation_passes_through_unfiltered(transfer_queue, asynchronous):
     outcomes = {i: [1, 1] for i in range(3)}
     rollout = ScriptedRollout(outcomes, order=[0, 1, 2], levels={0: 4, 1: 4, 2: 4})
-    buf = _buffer(rollout, gamma=2)
+    buf = _buffer(rollout, asynchronous, gamma=2)
     for i in range(3):
         rollout.put_group(i, partition="val")
     meta, metrics = buf.sample(global_steps=1, partition_id="val", batch_size=3)
@@ -151,3 +177,45 @@ def test_planned_refill_and_class_balanced_batch(transfer_queue):
     assert {7, 8, 9} <= set(batch) and sorted(levels[i] for i in batch) == [1, 2, 3, 4]
     assert metrics[f"{p}/class_mix_cv"] == 0.0
     assert metrics["training/filter_groups/discarded_surplus_samples"] == 3
+
+
+def test_async_buffer_evicts_refills_one_for_one_and_keeps_the_surplus(transfer_queue):
+    G = 4
+    # Same scripted data as the sync test: 0-3 too easy, 4-5 too hard, 6-11 mixed; levels 4,3,2,1 repeating.
+    outcomes = {i: [1] * G for i in range(4)} | {i: [0] * G for i in (4, 5)}
+    outcomes |= {i: [1, 0, 1, 0] for i in range(6, 12)}
+    levels = {i: (4, 3, 2, 1)[i % 4] for i in range(12)}
+    rollout = ScriptedRollout(outcomes, order=list(range(12)), levels=levels, finish_after=0.05)
+    buf = _buffer(rollout, asynchronous=True, gamma=4)
+    p = "training/taosr1_sampler"
+    try:
+        rollout(6)  # warm-up batches: 0-5 are running, none will be kept
+        # separate_async's prepare_step: poll until 4 groups are sampleable, evicting and refilling meanwhile.
+        sampleable, evictions = buf.wait_for_sampleable(1, "train", 4)
+        assert evictions["training/filter_groups/evicted_samples"] == 6
+        assert rollout.dispatched == list(range(12))  # verl's async rule: one new prompt per evicted group
+        meta, metrics = buf.sample(global_steps=1, partition_id="train", batch_size=4)
+        batch = _batch_indices(meta)
+        assert set(batch) <= set(range(6, 12)) and sorted(levels[i] for i in batch) == [1, 2, 3, 4]
+        assert metrics[f"{p}/class_mix_cv"] == 0.0
+        # Groups classified while the trainer polled, before sample(), are in this step's report.
+        assert metrics[f"{p}/evicted/too_easy"] == 4 and metrics[f"{p}/evicted/too_hard"] == 2
+        assert metrics[f"{p}/groups_kept"] == 6 and metrics[f"{p}/groups_finished"] == 12
+        assert metrics[f"{p}/rollouts_trained"] == 4 * G
+        assert metrics[f"{p}/tracker/groups_observed"] == 12 and metrics[f"{p}/tracker/prompts_seen"] == 12
+        t = buf.tracker
+        assert t.groups[:12].tolist() == [1] * 12 and t.succ[0] == G and t.fail[4] == G and t.succ[6] == 2
+        assert t.level[:4].tolist() == [4, 3, 2, 1] and t.step == 1
+        tq.kv_clear(keys=meta.keys, partition_id="train")
+
+        # Unlike sync, the two kept groups beyond the batch stayed buffered: step 2 takes them, dispatching
+        # nothing and classifying nothing new.
+        meta, metrics = buf.sample(global_steps=2, partition_id="train", batch_size=2)
+        assert sorted(batch + _batch_indices(meta)) == list(range(6, 12))
+        assert rollout.dispatched == list(range(12)) and metrics[f"{p}/groups_finished"] == 0
+        assert metrics[f"{p}/tracker/groups_observed"] == 12
+        tq.kv_clear(keys=meta.keys, partition_id="train")
+        assert not tq.kv_list("train").get("train")
+    finally:
+        for timer in rollout.timers:
+            timer.join()
