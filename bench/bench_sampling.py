@@ -16,10 +16,13 @@ of batches of ``--batch`` groups of ``G`` rollouts:
 "Informative" means 0 < correct < G for every method (the std-zero band), so the numbers compare directly.
 Reported per method (median over ``--seeds``): rollouts per trained informative group, wasted-rollout
 fraction (rollouts not in a trained informative group), CV of the class counts of the trained groups, and
-mean success probability at the end. Then the selection overhead per step at ``--overhead-batch`` prompts.
+mean success probability at the end. Then the selection overhead per step at ``--overhead-batch`` prompts;
+``--overhead-ref REF`` times the sampling package committed at ``REF`` against the working tree's in the
+same run (interleaved step by step) and checks that both select the same prompts.
 
 Run (threads pinned to 1 for numpy/BLAS; stated in the output):
     flock /tmp/taosr1-heavy.lock .venv/bin/python bench/bench_sampling.py
+    flock /tmp/taosr1-heavy.lock .venv/bin/python bench/bench_sampling.py --overhead-only --overhead-ref d1fb359
 """
 
 from __future__ import annotations
@@ -30,13 +33,20 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import importlib  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import ModuleType  # noqa: E402
 
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from taosr1_verl import sampling  # noqa: E402
 from taosr1_verl.sampling import (  # noqa: E402
     DifficultyTracker,
     GroupRule,
@@ -173,33 +183,70 @@ def run_method(method: str, pop0: Population, g: int, steps: int, batch: int, et
     return res
 
 
-def overhead(n: int, batch: int, g: int, steps: int) -> tuple[float, float]:
-    """Median ms per step: (ours: select + classify + tracker update, verl std-zero classification)."""
+def load_sampling_at(ref: str) -> ModuleType:
+    """``taosr1_verl.sampling`` as committed at git ``ref``, imported under another name beside the working
+    tree's (its absolute imports are renamed), so both can be timed in one process."""
+    root = Path(__file__).resolve().parents[1]
+    sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", ref], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    name = f"_taosr1_ref_{sha}"
+    pkg_dir = Path(tempfile.mkdtemp(prefix="bench_sampling_ref_")) / name / "sampling"
+    pkg_dir.mkdir(parents=True)
+    (pkg_dir.parent / "__init__.py").write_text("")
+    files = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", sha, "taosr1_verl/sampling/"],
+                           check=True, capture_output=True, text=True).stdout.split()
+    for f in files:
+        text = subprocess.run(["git", "-C", str(root), "show", f"{sha}:{f}"], check=True, capture_output=True,
+                              text=True).stdout
+        (pkg_dir / Path(f).name).write_text(text.replace("taosr1_verl.sampling", f"{name}.sampling"))
+    sys.path.insert(0, str(pkg_dir.parents[1]))
+    module = importlib.import_module(f"{name}.sampling")
+    module.__dict__["LABEL"] = f"{ref} ({sha})"
+    return module
+
+
+def overhead(sides: dict[str, ModuleType], n: int, batch: int, g: int, steps: int) -> tuple[dict[str, float], bool]:
+    """Median ms per step of each sampling package (select + classify + tracker update), plus verl's std-zero
+    classification under ``"verl"``; and whether every side selected the same prompts at every step.
+
+    Sides run step by step interleaved, in alternating order, so machine load falls on all of them alike.
+    """
     rng = np.random.default_rng(0)
     pop = make_population(n, rng)
-    tracker = DifficultyTracker(n)
-    tracker.update(np.arange(n), rng.binomial(5, pop.p), 5)
-    rule = GroupRule()
-    policy = SelectionPolicy(tracker, rule, PolicyConfig(group_size=g, seed=0), levels=pop.level)
-    ours, base = [], []
+    passn = rng.binomial(5, pop.p)
+    state = {}
+    for name, mod in sides.items():
+        tracker = mod.DifficultyTracker(n)
+        tracker.update(np.arange(n), passn, 5)
+        rule = mod.GroupRule()
+        policy = mod.SelectionPolicy(tracker, rule, mod.PolicyConfig(group_size=g, seed=0), levels=pop.level)
+        # Each side draws the simulated outcomes from its own copy of one stream: same prompts, same outcomes.
+        state[name] = (tracker, rule, policy, np.random.default_rng(1))
+    times: dict[str, list[float]] = {name: [] for name in [*sides, "verl"]}
+    identical = True
+    names = list(sides)
     for step in range(steps):
-        t0 = time.perf_counter()
-        idx = policy.select(batch)
-        t1 = time.perf_counter()
-        # The rollouts' outcomes are the simulation, not the sampler's work: untimed, as for the baseline.
-        correct = rng.binomial(g, pop.p[idx])
-        t1b = time.perf_counter()
-        rule.classify(correct, g)
-        tracker.update(idx, correct, g, step=step)
-        t2 = time.perf_counter()
+        picked = {}
+        for name in names if step % 2 == 0 else names[::-1]:
+            tracker, rule, policy, out_rng = state[name]
+            t0 = time.perf_counter()
+            idx = policy.select(batch)
+            t1 = time.perf_counter()
+            # The rollouts' outcomes are the simulation, not the sampler's work: untimed, as for the baseline.
+            correct = out_rng.binomial(g, pop.p[idx])
+            t2 = time.perf_counter()
+            rule.classify(correct, g)
+            tracker.update(idx, correct, g, step=step)
+            t3 = time.perf_counter()
+            times[name].append((t1 - t0) + (t3 - t2))
+            picked[name] = idx
+        identical &= all(np.array_equal(picked[names[0]], x) for x in picked.values())
         # verl's rule on the per-rollout 0/1 values: one np.std per group (see ReplayBuffer._dapo_filtered_keys).
-        values = (rng.random((batch, g)) < pop.p[idx, None]).astype(float)
-        t3 = time.perf_counter()
-        _ = [float(np.std(v)) == 0.0 for v in values]
+        values = (rng.random((batch, g)) < pop.p[picked[names[0]], None]).astype(float)
         t4 = time.perf_counter()
-        ours.append((t1 - t0) + (t2 - t1b))
-        base.append(t4 - t3)
-    return statistics.median(ours) * 1e3, statistics.median(base) * 1e3
+        _ = [float(np.std(v)) == 0.0 for v in values]
+        times["verl"].append(time.perf_counter() - t4)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}, identical
 
 
 def main() -> None:
@@ -213,13 +260,16 @@ def main() -> None:
     ap.add_argument("--overhead-prompts", type=int, default=1_000_000)
     ap.add_argument("--overhead-batch", type=int, default=4096)
     ap.add_argument("--overhead-steps", type=int, default=30)
+    ap.add_argument("--overhead-ref", default=None,
+                    help="git ref whose taosr1_verl/sampling is timed against the working tree's, interleaved")
+    ap.add_argument("--overhead-only", action="store_true", help="skip the simulation tables")
     args = ap.parse_args()
 
     methods = ["uniform", "std-zero", "ours", "ours (no pass@N seed)"]
     keys = {"ours (no pass@N seed)": "ours-noseed"}
     print(f"threads: OMP/OPENBLAS/MKL_NUM_THREADS=1; prompts={args.prompts}, batch={args.batch} groups, "
           f"steps={args.steps}, eta={args.eta}, medians over {args.seeds} seeds")
-    for g in args.groups:
+    for g in [] if args.overhead_only else args.groups:
         table: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in methods}
         for seed in tqdm(range(args.seeds), desc=f"G={g}", leave=False):
             pop = make_population(args.prompts, np.random.default_rng([seed, 0]))
@@ -239,15 +289,24 @@ def main() -> None:
         for m in methods:
             rpi, waste, c, fp = med[m]
             print(f"| {m} | {rpi:.2f} | {ref / rpi:.2f}x | {waste:.1%} | {c:.2f} | {fp:.3f} |")
-    ours_ms, base_ms = overhead(args.overhead_prompts, args.overhead_batch, 16, args.overhead_steps)
+    sides: dict[str, ModuleType] = {"working tree": sampling}
+    if args.overhead_ref:
+        ref = load_sampling_at(args.overhead_ref)
+        sides = {ref.LABEL: ref, **sides}
+    load_before = os.getloadavg()[0]
+    ms, identical = overhead(sides, args.overhead_prompts, args.overhead_batch, 16, args.overhead_steps)
     print(f"\nOverhead per step, {args.overhead_batch}-prompt batches, {args.overhead_prompts} prompts, G=16, "
-          f"median of {args.overhead_steps} steps, 1 thread")
-    print("| part | ms / step |")
-    print("|---|---|")
-    print(f"| ours: select + classify + tracker update | {ours_ms:.2f} |")
-    print(f"| verl std-zero classification (np.std per group) | {base_ms:.2f} |")
-    print("| target | < 5 |")
-
+          f"median of {args.overhead_steps} steps, 1 thread, sides interleaved step by step; "
+          f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print("| part | ms / step | vs working tree |")
+    print("|---|---|---|")
+    for name in sides:
+        print(f"| {name}: select + classify + tracker update | {ms[name]:.2f} | "
+              f"{ms[name] / ms['working tree']:.2f}x |")
+    print(f"| verl std-zero classification (np.std per group) | {ms['verl']:.2f} | |")
+    print("| target | < 5 | |")
+    if len(sides) > 1:
+        print(f"\nsame prompts selected by every side at every step: {'yes' if identical else 'NO'}")
 
 if __name__ == "__main__":
     main()
