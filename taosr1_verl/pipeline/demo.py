@@ -54,13 +54,13 @@ class DemoProfile:
     min_sft_gain: float | None = 0.15
     """After SFT the first-token macro-F1 must beat the majority baseline by this much, or the demo stops.
     The full profile's 1,100 SFT steps on 47k pairs reached +0.21 (0.371 vs 0.166; gate 0.12). None (the
-    quick CI profile, whose 150 steps end before the labels are learnt: macro-F1 lands within +-0.03 of the
+    quick CI profile, whose 100 steps end before the labels are learnt: macro-F1 lands within +-0.03 of the
     baseline) checks only that SFT trained: its loss must fall below half of its first value."""
 
 
 PROFILES: dict[str, DemoProfile] = {
     "quick": DemoProfile(
-        name="quick", n_pairs=8000, eval_rows=256, eval_generate_rows=32, sft_steps=150, sft_batch=32,
+        name="quick", n_pairs=8000, eval_rows=256, eval_generate_rows=32, sft_steps=100, sft_batch=32,
         sft_lr=3e-3, passn_prompts=32, passn_n=4, dpo_steps=8, dpo_lr=2e-5, grpo_steps=2, grpo_batch=8,
         grpo_n=4, grpo_lr=1e-4, min_sft_gain=None,
     ),

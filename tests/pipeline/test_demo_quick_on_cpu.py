@@ -50,6 +50,10 @@ def test_quick_demo_end_to_end_and_resume(tmp_path):
     records = {s: json.loads((run_dir / s / "stage.json").read_text()) for s in STAGES}
     summaries = {s: r["summary"] for s, r in records.items()}
     assert not list(run_dir.glob(".*.partial"))
+    # Peak memory of each stage's process tree is recorded; the GRPO stage (trainer + Ray + vLLM) is the
+    # largest, and all of it stays inside the 12 GB budget the demo promises.
+    peaks = {s: summaries[s]["peak_memory_gib"] for s in STAGES}
+    assert max(peaks, key=peaks.get) == "grpo" and peaks["grpo"] < 12, peaks
 
     # Data: class-balanced RL set, held-out queries.
     assert summaries["data"]["rl_cv_after"] == 0.0 < summaries["data"]["rl_cv_before"]
