@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -143,13 +143,20 @@ class OpenAIScorer(FirstTokenScorer):
         return logits
 
 
-def _die_with_parent() -> None:
-    # Runs in the child before exec: SIGTERM it when the thread that started it dies, even by SIGKILL, so a
-    # killed benchmark or test leaves no server behind (it is in its own session, out of reach otherwise).
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when the thread that started it dies, even by SIGKILL,
+    so a killed benchmark or test leaves no server behind (it is in its own session, out of reach otherwise).
+
+    ``prctl`` is looked up here, in the parent: the hook runs between fork and exec, where importing or
+    loading a library could deadlock on a lock another thread held at the fork (Linux only; else None).
+    """
+    if sys.platform != "linux":
+        return None
     import ctypes
 
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+    return lambda: prctl(pr_set_pdeathsig, sigterm)
 
 
 def free_port() -> int:
@@ -198,7 +205,7 @@ class VLLMServer:
         # Own process group: stopping it stops the engine core and workers the server spawned.
         env = {**os.environ, **self.env} if self.env else None
         self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                     env=env, preexec_fn=_die_with_parent_hook())
         deadline = time.monotonic() + self.startup_timeout
         health = f"http://127.0.0.1:{self.port}/health"
         while time.monotonic() < deadline:
