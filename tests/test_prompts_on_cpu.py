@@ -39,6 +39,15 @@ def test_pre_cot_and_schema_change_the_instructions():
     assert len(system_prompt(instructions="compact")) < len(system_prompt()) / 2
 
 
+def test_no_instructions_leaves_out_the_system_message():
+    full = build_messages("oak table", "Table A", {"colour": "red"})
+    bare = build_messages("oak table", "Table A", {"colour": "red"}, config=PromptConfig(instructions="none"))
+    assert [m["role"] for m in bare] == ["user"]
+    assert bare[0] == full[1]
+    with pytest.raises(ValueError, match="instructions must be one of"):
+        PromptConfig(instructions="short")
+
+
 @pytest.mark.parametrize("query,title", [("", "t"), ("  ", "t"), ("q", ""), (None, "t"), ("q", None)])
 def test_empty_query_or_title_rejected(query, title):
     with pytest.raises(ValueError, match="non-empty"):

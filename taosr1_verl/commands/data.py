@@ -16,13 +16,25 @@ import json
 import sys
 
 
+def add_instructions_arg(p: argparse.ArgumentParser) -> None:
+    """``--instructions {full,compact,none}`` (and ``--compact`` for ``--instructions compact``): how much of
+    the task the prompts' system message spells out. Training and serving must use the same."""
+    from taosr1_verl.prompts import INSTRUCTIONS
+
+    p.add_argument("--instructions", choices=INSTRUCTIONS, default="full",
+                   help="system message: full, compact (one line, small models) or none (a model trained from "
+                        "scratch on this task)")
+    p.add_argument("--compact", dest="instructions", action="store_const", const="compact",
+                   help="same as --instructions compact")
+
+
 def _common_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--splits", default="train=0.8,val=0.1,test=0.1", help="query-level split shares")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and of class balancing")
     p.add_argument("--no-balance", action="store_true", help="keep the RL train set's label mix (default: balance)")
     p.add_argument("--per-class", type=int, help="cap rows per class in the balanced RL set")
-    p.add_argument("--compact", action="store_true", help="compact prompt instructions (tiny models)")
+    add_instructions_arg(p)
     p.add_argument("--format", default="post_cot", choices=["post_cot", "pre_cot"], help="response format")
     p.add_argument("--tokenizer", help="a local tokenizer directory: report prompt lengths in tokens")
     p.add_argument("--no-resume", action="store_true", help="rebuild even if the output is complete")
@@ -65,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output parquet")
     p.add_argument("--schema", default="taosr1", help="label schema of the pairs")
     p.add_argument("--data-source", default="taosr1", help="data_source column")
-    p.add_argument("--compact", action="store_true", help="compact prompt instructions (tiny models)")
+    add_instructions_arg(p)
     p.add_argument("--problems", help="write missing/invalid teacher answers here (JSONL)")
     p.set_defaults(func=run_sft)
 
@@ -93,7 +105,7 @@ def _build_config(args: argparse.Namespace, data_source: str, schema: str):
     from taosr1_verl.prompts import PromptConfig
 
     return BuildConfig(data_source=data_source, schema=schema, fmt=args.format,
-                       prompt=PromptConfig(instructions="compact" if args.compact else "full"))
+                       prompt=PromptConfig(instructions=args.instructions))
 
 
 def _tokenizer(path: str | None):
@@ -175,7 +187,7 @@ def run_sft(args: argparse.Namespace) -> int:
     from taosr1_verl.prompts import PromptConfig
 
     cfg = BuildConfig(data_source=args.data_source, schema=args.schema,
-                      prompt=PromptConfig(instructions="compact" if args.compact else "full"))
+                      prompt=PromptConfig(instructions=args.instructions))
     rep = write_sft_parquet(iter_pairs_parquet(args.pairs), args.out, read_teacher_jsonl(args.teacher), config=cfg,
                             progress=True)
     if args.problems:

@@ -24,6 +24,8 @@ def make_scorer_from_args(args: argparse.Namespace):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from taosr1_verl.commands.data import add_instructions_arg
+
     p = sub.add_parser("score", help="first-token label probabilities + CumPT tiers for (query, item) pairs")
     add_backend_args(p)
     p.add_argument("--input", default="-", help="JSONL/CSV/TSV file, or - for JSONL on stdin")
@@ -31,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default="-", help="JSONL output file (written atomically), or - for stdout")
     p.add_argument("--beta", type=float, default=0.5, help="CumPT threshold (calibrate it with `taosr1 eval`)")
     p.add_argument("--format", default="post_cot", choices=["post_cot", "pre_cot"], help="prompt's answer format")
-    p.add_argument("--compact-prompt", action="store_true", help="one-line instructions (tiny models)")
+    add_instructions_arg(p)
     p.add_argument("--max-chars", type=int, default=5000, help="reject input fields longer than this")
     p.set_defaults(func=run)
 
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     rows = read_score_input(source, args.input_format, args.max_chars)
     if not rows:
         raise ValueError(f"{args.input}: no (query, item) rows")
-    config = PromptConfig(instructions="compact" if args.compact_prompt else "full")
+    config = PromptConfig(instructions=args.instructions)
     msgs = []
     for r in rows:
         try:

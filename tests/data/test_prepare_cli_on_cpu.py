@@ -40,6 +40,20 @@ def test_synth_builds_every_file_without_leakage(tmp_path, capsys):
     assert s["rows"] == m["pairs_per_split"]["test"] and s["layout"] == "rl"
 
 
+def test_synth_instructions_choose_the_system_message(tmp_path):
+    systems = {}
+    for flag in (["--instructions", "none"], ["--compact"], []):
+        out = tmp_path / (flag[-1].lstrip("-") if flag else "full")
+        assert main(["data", "synth", "--out", str(out), "--n", "400", "--no-progress", *flag]) == 0
+        rows = pq.read_table(out / "rl_train.parquet").to_pylist()
+        systems[out.name] = {m["content"] for r in rows for m in r["prompt"] if m["role"] == "system"}
+        assert json.loads((out / "manifest.json").read_text())["options"]["instructions"] == (
+            flag[-1].lstrip("-") if flag else "full")
+    assert systems["none"] == set()
+    assert len(systems["compact"]) == len(systems["full"]) == 1
+    assert len(next(iter(systems["compact"]))) < len(next(iter(systems["full"])))
+
+
 def _judgments(tmp_path, n_good=200):
     lines = ["q\tname\tgrade\tbrand"]
     for i in range(n_good):
