@@ -74,10 +74,14 @@ def test_the_cpu_overlay_changes_only_device_settings():
         ("grpo", "data.train_batch_size=8", "verl rejects"),  # fewer prompts than one mini-batch
         ("grpo", "trainer.v1.sampler.custom_sampler.path=pkg://taosr1_verl.no_such_module", "custom_sampler"),
         ("grpo", "trainer.v1.trainer_mode=taosr1_no_such_mode", "trainer_mode"),
+        ("sft", "data.label_weight=0", "label_weight must be a number > 0"),
+        ("sft", "data.label_weight=20 data.custom_cls.path=null", "read only by LabelWeightedSFTDataset"),
+        ("sft", "data.label_weight=20 data.pad_mode=right", "needs data.pad_mode=no_padding"),
+        ("sft", "data.custom_cls.name=NoSuchDataset", "data.custom_cls"),
     ],
 )
 def test_a_broken_key_or_value_fails(name, override, match):
-    extra = [override]
+    extra = override.split(" ")
     if "custom_sampler.path" in override:
         extra.append("trainer.v1.sampler.custom_sampler.name=X")
     cfg = compose_recipe(name, [*_overrides(name), *extra], device="cpu")

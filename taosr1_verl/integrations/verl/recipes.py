@@ -65,6 +65,8 @@ FREE_FORM_PREFIXES: tuple[str, ...] = (
     "ray_kwargs.ray_init.",
     # Passed to taosr1_verl.rewards.compute_score; checked against RewardConfig below.
     "reward.custom_reward_function.reward_kwargs.",
+    # Read by taosr1_verl's SFT dataset (data.custom_cls); checked below.
+    "data.label_weight",
 )
 """Key prefixes where a recipe may add keys verl's YAML does not list (besides empty dicts in verl's
 config, e.g. ``override_config: {}`` and ``sampler_kwargs: {}``, and fields of the node's dataclass)."""
@@ -226,6 +228,31 @@ def _check_sampler(cfg: Any, where: str) -> None:
         raise RecipeError(f"{where}: trainer.v1.sampler.custom_sampler {sampler.path}:{sampler.name}: {e}") from e
 
 
+def _check_sft_dataset(cfg: Any, where: str) -> None:
+    from taosr1_verl.integrations.verl.sft_dataset import LABEL_WEIGHT_KEY, LabelWeightedSFTDataset
+
+    custom = cfg.data.get("custom_cls") or {}
+    cls = None
+    if custom.get("path"):
+        from verl.utils.import_utils import load_extern_object
+
+        try:
+            cls = load_extern_object(module_path=custom.path, object_name=custom.name)
+        except (ImportError, AttributeError, FileNotFoundError, RuntimeError) as e:
+            raise RecipeError(f"{where}: data.custom_cls {custom.path}:{custom.name} does not load: {e}") from e
+    weight = cfg.data.get(LABEL_WEIGHT_KEY)
+    if weight is None:
+        return
+    if not isinstance(weight, int | float) or not weight > 0:
+        raise RecipeError(f"{where}: data.{LABEL_WEIGHT_KEY} must be a number > 0, got {weight!r}")
+    if weight != 1 and not (isinstance(cls, type) and issubclass(cls, LabelWeightedSFTDataset)):
+        raise RecipeError(f"{where}: data.{LABEL_WEIGHT_KEY}={weight} is read only by LabelWeightedSFTDataset, "
+                          f"but data.custom_cls is {custom.get('path')}:{custom.get('name')}")
+    if weight != 1 and cfg.data.get("pad_mode") != "no_padding":
+        raise RecipeError(f"{where}: data.{LABEL_WEIGHT_KEY}={weight} needs data.pad_mode=no_padding "
+                          "(verl's right-padded SFT loss ignores token weights)")
+
+
 def validate_recipe(name: str, cfg: Any, check_model: bool = True) -> None:
     """Run verl's validation of a composed recipe, plus the checks verl skips. Raises :class:`RecipeError`.
 
@@ -262,6 +289,7 @@ def validate_recipe(name: str, cfg: Any, check_model: bool = True) -> None:
             sections = ["engine", "optim", "checkpoint", "profiler"] + (["model"] if check_model else [])
             for section in sections:
                 omega_conf_to_dataclass(cfg[section])
+            _check_sft_dataset(cfg, where)
     except RecipeError:
         raise
     except (AssertionError, ValueError, TypeError, KeyError, AttributeError, OmegaConfBaseException,
