@@ -13,6 +13,7 @@ stage's wall time and the peak memory of the whole process tree it ran (trainers
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -138,7 +139,9 @@ class Pipeline:
         for st in self.stages:
             keys = sorted(self.ctx.settings) if st.settings is None else sorted(st.settings)
             used = {k: self.ctx.settings[k] for k in keys if k in self.ctx.settings}
-            fp = json.dumps({"settings": used, "after": fp}, sort_keys=True, default=str)
+            # the earlier chain by its hash: nesting it as JSON would double its escapes at every stage
+            after = hashlib.sha256(fp.encode()).hexdigest()[:16] if fp else ""
+            fp = json.dumps({"settings": used, "after": after}, sort_keys=True, default=str)
             if st is stage:
                 return fp
         raise ValueError(f"stage {stage.name!r} is not part of this pipeline")
