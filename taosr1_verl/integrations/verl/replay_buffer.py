@@ -80,6 +80,11 @@ class BufferOptions:
     """Choose the batch among sampleable groups round-robin over gold label levels."""
     schema: str = "taosr1"
     """Label schema used to read gold levels from ``reward_model.ground_truth``."""
+    max_groups_per_step: int | None = None
+    """Stop the run with an error once this many training groups finished in one step without filling the
+    batch (None: no limit, verl's behaviour). A policy whose every group is constant (a model that cannot
+    write the format, a reward that is always 0) otherwise rolls out forever: with 100-step SFT the demo's
+    quick profile finished 240 groups to keep 8."""
     policy: dict[str, Any] | None = None
     """:class:`~taosr1_verl.sampling.PolicyConfig` fields for the ``taosr1_sync`` trainer's dataloader
     (``window``, ``skip_below``, ``recheck_prob``, ``temperature``, ``balance_classes``, ``seed``)."""
@@ -89,6 +94,8 @@ class BufferOptions:
             raise ValueError(f"sampler_kwargs.refill must be 'planned' or 'verl', got {self.refill!r}")
         if self.gen_batch_size < 1:
             raise ValueError("sampler_kwargs.gen_batch_size must be >= 1")
+        if self.max_groups_per_step is not None and self.max_groups_per_step < 1:
+            raise ValueError(f"sampler_kwargs.max_groups_per_step must be >= 1 or null, got {self.max_groups_per_step}")
 
 
 def parse_sampler_kwargs(sampler_kwargs: Any) -> tuple[GroupRule, TrackerConfig, BufferOptions]:
@@ -231,8 +238,23 @@ class _TaoSR1SamplingMixin:
         if values:
             kept = sum(1 for uid in values if cache[uid] is None)
             self.planner.observe(kept, len(values))
+            self._check_group_budget()
         evicted = {uid: r for uid, r in cache.items() if r is not None}
         return set(evicted), Counter(evicted.values())
+
+    def _check_group_budget(self) -> None:
+        limit = self.options.max_groups_per_step
+        c = self._step_counts
+        finished = sum(c[r] for r in REASONS)
+        if limit is None or finished < limit or c["kept"] >= (self._batch_size or self.options.train_batch_size or 0):
+            return
+        raise RuntimeError(
+            f"TaoSR1 sampler: {finished} groups finished this step and only {c['kept']} were kept "
+            f"({c['too_hard']} with too few correct rollouts, {c['too_easy']} with too many; "
+            f"sampler_kwargs.max_groups_per_step={limit}). The policy's groups are constant: check that the "
+            f"model writes the answer format and that the reward's {self.rule.metric!r} can be reached, or "
+            "widen the keep rule (gamma / low / high)"
+        )
 
     # ---- refill sized by the keep rate ----------------------------------------------------------
     def _sampleable_terminal_keys(self, partition_id: str, eviction_reasons: Any) -> set[str]:

@@ -140,6 +140,20 @@ def test_groups_kept_evicted_and_refilled(transfer_queue):
     assert not tq.kv_list("train").get("train")
 
 
+def test_a_step_of_only_constant_groups_stops_with_a_clear_error(transfer_queue):
+    # A model whose every group is all wrong (it cannot write the format): without a limit verl would
+    # refill forever; with max_groups_per_step the run stops once that many groups finished this step.
+    outcomes = {i: [0, 0, 0, 0] for i in range(40)}
+    rollout = ScriptedRollout(outcomes, order=list(range(40)), levels={i: 4 for i in range(40)})
+    buf = _buffer(rollout, gamma=4, refill="verl", max_groups_per_step=10)
+    rollout(4)
+    with pytest.raises(RuntimeError, match=r"only 0 were kept \(1\d with too few correct rollouts, 0 with too many"):
+        buf.sample(global_steps=1, partition_id="train", batch_size=4)
+    assert 10 <= len(rollout.dispatched) < 40  # it stopped early, not after exhausting the prompts
+    with pytest.raises(ValueError, match="max_groups_per_step"):
+        _buffer(rollout, max_groups_per_step=0)
+
+
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
 def test_validation_passes_through_unfiltered(transfer_queue, asynchronous):
     outcomes = {i: [1, 1] for i in range(3)}
