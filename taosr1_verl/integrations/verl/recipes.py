@@ -229,7 +229,11 @@ def _check_sampler(cfg: Any, where: str) -> None:
 
 
 def _check_sft_dataset(cfg: Any, where: str) -> None:
-    from taosr1_verl.integrations.verl.sft_dataset import LABEL_WEIGHT_KEY, LabelWeightedSFTDataset
+    from taosr1_verl.integrations.verl.sft_dataset import (
+        LABEL_WEIGHT_KEY,
+        LabelWeightedSFTDataset,
+        check_label_weight,
+    )
 
     custom = cfg.data.get("custom_cls") or {}
     cls = None
@@ -243,14 +247,13 @@ def _check_sft_dataset(cfg: Any, where: str) -> None:
     weight = cfg.data.get(LABEL_WEIGHT_KEY)
     if weight is None:
         return
-    if not isinstance(weight, int | float) or not weight > 0:
-        raise RecipeError(f"{where}: data.{LABEL_WEIGHT_KEY} must be a number > 0, got {weight!r}")
+    try:
+        weight = check_label_weight(weight, cfg.data.get("pad_mode"))
+    except ValueError as e:
+        raise RecipeError(f"{where}: {e}") from e
     if weight != 1 and not (isinstance(cls, type) and issubclass(cls, LabelWeightedSFTDataset)):
         raise RecipeError(f"{where}: data.{LABEL_WEIGHT_KEY}={weight} is read only by LabelWeightedSFTDataset, "
                           f"but data.custom_cls is {custom.get('path')}:{custom.get('name')}")
-    if weight != 1 and cfg.data.get("pad_mode") != "no_padding":
-        raise RecipeError(f"{where}: data.{LABEL_WEIGHT_KEY}={weight} needs data.pad_mode=no_padding "
-                          "(verl's right-padded SFT loss ignores token weights)")
 
 
 def validate_recipe(name: str, cfg: Any, check_model: bool = True) -> None:

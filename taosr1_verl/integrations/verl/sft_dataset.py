@@ -31,6 +31,17 @@ LABEL_WEIGHT_KEY = "label_weight"
 """The key under ``data`` that holds the weight."""
 
 
+def check_label_weight(weight: object, pad_mode: str | None) -> float:
+    """``weight`` as a float, or ``ValueError`` if it is not a number > 0 or needs a layout verl ignores it in."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+        raise ValueError(f"data.{LABEL_WEIGHT_KEY} must be a number > 0, got {weight!r}")
+    if weight != 1 and pad_mode != "no_padding":
+        # verl's right-padded path reads the mask as a boolean (response_mask.to(bool)): no weights.
+        raise ValueError(f"data.{LABEL_WEIGHT_KEY}={weight} needs data.pad_mode=no_padding (got {pad_mode!r}): "
+                         "verl's right-padded SFT loss ignores token weights")
+    return float(weight)
+
+
 def weight_first_tokens(loss_mask: torch.Tensor, weight: float) -> torch.Tensor:
     """A float copy of ``loss_mask`` (1 on trained tokens) with ``weight`` on the first token of each run of them.
 
@@ -54,17 +65,9 @@ class LabelWeightedSFTDataset(MultiTurnSFTDataset):
                  max_samples: int = -1):
         config = config or {}
         weight = config.get(LABEL_WEIGHT_KEY)
-        weight = 1.0 if weight is None else float(weight)
-        if not weight > 0:
-            raise ValueError(f"data.{LABEL_WEIGHT_KEY} must be > 0, got {weight}")
-        pad_mode = config.get("pad_mode", "right")
-        if weight != 1.0 and pad_mode != "no_padding":
-            # verl's right-padded path reads the mask as a boolean (response_mask.to(bool)): no weights.
-            raise ValueError(f"data.{LABEL_WEIGHT_KEY}={weight} needs data.pad_mode=no_padding (got {pad_mode!r}): "
-                             "verl's right-padded SFT loss ignores token weights")
-        self.label_weight = weight
+        self.label_weight = check_label_weight(1.0 if weight is None else weight, config.get("pad_mode", "right"))
         super().__init__(parquet_files, tokenizer, config=config, processor=processor, max_samples=max_samples)
-        logger.info("SFT label token weight %s", weight)
+        logger.info("SFT label token weight %s", self.label_weight)
 
     def __getitem__(self, item: int) -> dict[str, Any]:
         row = super().__getitem__(item)

@@ -66,7 +66,7 @@ def test_weights_need_the_no_padding_layout_and_a_positive_value(sft_parquet, ti
     with pytest.raises(ValueError, match="pad_mode=no_padding"):
         LabelWeightedSFTDataset([str(path)], tiny_tokenizer, config=_config(pad_mode="right", label_weight=5))
     for bad in (0, -1):
-        with pytest.raises(ValueError, match="must be > 0"):
+        with pytest.raises(ValueError, match="must be a number > 0"):
             LabelWeightedSFTDataset([str(path)], tiny_tokenizer, config=_config(label_weight=bad))
     # weight 1 is verl's own loss, in either layout
     assert len(LabelWeightedSFTDataset([str(path)], tiny_tokenizer, config=_config(pad_mode="right"))) == 6
