@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from taosr1_verl.integrations.verl.checkpoint import merge_fsdp_checkpoint
 from taosr1_verl.integrations.verl.launch import read_metric_series, run_recipe
 
 pytestmark = pytest.mark.slow
@@ -78,6 +79,12 @@ def test_sft_trainer_learns_on_cpu_and_saves_a_hf_model(tiny_model_dir, parquets
     initial = load_file(Path(tiny_model_dir) / "model.safetensors")
     assert set(trained) == set(initial)
     assert any(not torch.equal(trained[k], initial[k]) for k in initial)
+    # The HF export the later stages read: the trainer's own fp32 weights, copied exactly; verl's merger
+    # (the fallback) would round them to bfloat16.
+    exported = load_file(merge_fsdp_checkpoint(ckpt, tmp_path / "hf") / "model.safetensors")
+    assert all(torch.equal(exported[k], trained[k]) and exported[k].dtype == torch.float32 for k in trained)
+    merged = load_file(merge_fsdp_checkpoint(ckpt, tmp_path / "merged", prefer_export=False) / "model.safetensors")
+    assert {t.dtype for t in merged.values()} == {torch.bfloat16}
 
 
 def _answer_nll(model, tok, rows: list[dict]) -> list[tuple[Any, int]]:
