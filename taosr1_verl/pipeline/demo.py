@@ -179,13 +179,17 @@ def _verl_env(recipe: str) -> dict[str, str]:
     return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
-def _run_verl(recipe: str, overrides: list[str], out: Path) -> None:
-    from taosr1_verl.integrations.verl.launch import run_recipe
+def _run_verl(recipe: str, overrides: list[str], out: Path, steps: int) -> None:
+    from taosr1_verl.integrations.verl.launch import StepProgress, log_tail, run_recipe
 
     env = {**os.environ, **_verl_env(recipe)}
-    result = run_recipe(recipe, overrides, device="cpu", log_path=out / f"{recipe}.log", env=env)
+    log = out / f"{recipe}.log"
+    # The console gets a step bar; verl's own output (thousands of lines) goes to the stage's log.
+    with StepProgress(steps, f"verl {recipe}") as progress:
+        result = run_recipe(recipe, overrides, device="cpu", log_path=log, env=env, echo=progress)
     if result.returncode != 0:
-        raise RuntimeError(f"verl {recipe} failed (exit {result.returncode}); see {out / f'{recipe}.log'}")
+        raise RuntimeError(f"verl {recipe} failed (exit {result.returncode}); the end of {log}:\n{log_tail(log)}")
+    logger.info("verl %s: %d steps in %.0f s (log: %s)", recipe, progress.step, result.seconds, log)
 
 
 def stage_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
@@ -211,7 +215,7 @@ def stage_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
         f"trainer.save_freq={prof.sft_steps}",
         f"trainer.seed={ctx.settings['seed']}",
         "trainer.resume_mode=disable",
-    ], out)
+    ], out, prof.sft_steps)
     merge_fsdp_checkpoint(ckpt, out / "model")
     shutil.rmtree(ckpt)  # FSDP shards + optimizer state: the HF export is what later stages read
     losses = read_metric_series(out / "sft.log", ("train/loss",)).get("train/loss")
@@ -411,7 +415,8 @@ def stage_grpo(ctx: StageContext, out: Path) -> dict[str, Any]:
     from taosr1_verl.integrations.verl.checkpoint import merge_fsdp_checkpoint
 
     model = _model_of(ctx, "dpo")
-    _run_verl("grpo", grpo_overrides(ctx, out, model, ctx.settings.get("sampler", "taosr1")), out)
+    _run_verl("grpo", grpo_overrides(ctx, out, model, ctx.settings.get("sampler", "taosr1")), out,
+              _profile(ctx).grpo_steps)
     merge_fsdp_checkpoint(out / "ckpt", out / "model")
     shutil.rmtree(out / "ckpt")
     return {"steps": _profile(ctx).grpo_steps, "metrics": read_metric_series(out / "grpo.log", _GRPO_KEYS)}

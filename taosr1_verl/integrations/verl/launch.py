@@ -27,9 +27,11 @@ Example::
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -333,6 +335,57 @@ def run_recipe(
     if keyboard:
         raise KeyboardInterrupt
     return result
+
+
+_STEP_LINE = re.compile(r"(?:^|[^\w/])step:(\d+) - ")
+
+
+class StepProgress:
+    """An ``echo`` for :func:`run_recipe`: a progress bar fed by verl's ``step:N - ...`` metric lines, every
+    line kept at DEBUG only (the log file has them all). With DEBUG logging on, the lines are shown instead
+    of the bar.
+
+    Example:
+        >>> with StepProgress(total=3, desc="sft", disable=True) as echo:
+        ...     echo("Epoch 1/9:  10%|#| step:2 - train/loss:1.5")
+        ...     echo.step
+        2
+    """
+
+    def __init__(self, total: int, desc: str, disable: bool | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        if disable is None:
+            disable = logger.isEnabledFor(logging.DEBUG)
+        self.verbose = logger.isEnabledFor(logging.DEBUG)
+        self.step = 0
+        self.bar = tqdm(total=total, desc=desc, unit="step", disable=disable, dynamic_ncols=True)
+        self.bar.set_postfix_str("starting")
+
+    def __call__(self, line: str) -> None:
+        match = _STEP_LINE.search(line)
+        if match and int(match.group(1)) > self.step:
+            if self.step == 0:
+                self.bar.set_postfix_str("", refresh=False)
+            self.bar.update(int(match.group(1)) - self.step)
+            self.step = int(match.group(1))
+        if self.verbose:
+            logger.debug("%s", line)
+
+    def __enter__(self) -> StepProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+def log_tail(path: str | os.PathLike[str], lines: int = 30) -> str:
+    """The last ``lines`` lines of a run's log (for error messages); empty when there is no log."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(collections.deque(f, maxlen=lines))
+    except OSError:
+        return ""
 
 
 def read_metric_series(log: str | os.PathLike[str], keys: Sequence[str]) -> dict[str, list[float]]:
