@@ -24,6 +24,7 @@ from taosr1_verl.data.pairs import Pair
 from taosr1_verl.data.synth.kb import Rule, RuleKB, load_rules
 from taosr1_verl.prompts import render_attributes
 from taosr1_verl.schema import get_schema
+from taosr1_verl.scoring.vllm_backend import cpu_engine_env, shutdown_llm
 
 logger = logging.getLogger(__name__)
 
@@ -148,25 +149,12 @@ def make_teacher_llm(model: str | os.PathLike[str], config: TeacherConfig | None
     import torch
 
     if not torch.cuda.is_available():
-        from taosr1_verl.scoring.vllm_backend import cpu_engine_env
-
         cpu_engine_env()
     from vllm import LLM
 
     kwargs = {"model": str(model), "enforce_eager": True, "max_model_len": cfg.max_model_len,
               "trust_remote_code": False, "seed": 0, **extra}
     return LLM(**kwargs)
-
-
-def shutdown_llm(llm) -> None:
-    """Stop a ``vllm.LLM``'s engine processes now (not at garbage collection)."""
-    try:
-        llm.llm_engine.engine_core.shutdown()
-    except Exception:  # already down, or an engine layout without this handle
-        logger.debug("vLLM engine shutdown raised", exc_info=True)
-    import gc
-
-    gc.collect()
 
 
 def generate_teacher_file(

@@ -106,14 +106,9 @@ class VLLMBackend:
         return result
 
     def close(self) -> None:
-        # Free the engine (and its worker process) before the caller starts something else.
+        # Free the engine before the caller starts something else.
         llm, self.llm = self.llm, None
-        if llm is None:
-            return
-        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-        if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
-        del llm
-        import gc
+        if llm is not None:
+            from taosr1_verl.scoring.vllm_backend import shutdown_llm
 
-        gc.collect()
+            shutdown_llm(llm)

@@ -81,6 +81,18 @@ def cpu_engine_env(kv_cache_gib: int = 1) -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 
+def shutdown_llm(llm: Any) -> None:
+    """Stop a ``vllm.LLM``'s engine (its processes, or the in-process core) now, not at garbage collection."""
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    except Exception:  # already down, or an engine layout without this handle
+        logger.debug("vLLM engine shutdown raised", exc_info=True)
+    del llm
+    import gc
+
+    gc.collect()
+
+
 @contextlib.contextmanager
 def in_process_engine() -> Iterator[bool]:
     """Around the construction of an offline ``vllm.LLM`` on CPU: run its engine core in this process
@@ -171,15 +183,6 @@ class VLLMScorer(FirstTokenScorer):
         return [o.outputs[0].text for o in outs]
 
     def close(self) -> None:
-        llm = getattr(self, "llm", None)
-        if llm is None:
-            return
-        self.llm = None
-        try:
-            llm.llm_engine.engine_core.shutdown()
-        except Exception:  # already down, or an engine layout without this handle
-            logger.debug("vLLM engine shutdown raised", exc_info=True)
-        del llm
-        import gc
-
-        gc.collect()
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            shutdown_llm(llm)
