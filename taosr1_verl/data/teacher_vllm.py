@@ -186,7 +186,7 @@ def generate_teacher_file(
         return _generate(llm, todo, out, cfg, retriever, len(done))
     finally:
         if own:
-            shutdown_llm(llm)
+            shutdown_llm(llm)  # its memory goes when this frame ends
 
 
 def _generate(llm, todo: Iterable[Pair], out: Path, cfg: TeacherConfig, retriever: RuleRetriever,

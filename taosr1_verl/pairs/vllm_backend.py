@@ -109,6 +109,10 @@ class VLLMBackend:
         # Free the engine before the caller starts something else.
         llm, self.llm = self.llm, None
         if llm is not None:
+            import gc
+
             from taosr1_verl.scoring.vllm_backend import shutdown_llm
 
             shutdown_llm(llm)
+            del llm  # the last reference: collect the engine's cycles now
+            gc.collect()

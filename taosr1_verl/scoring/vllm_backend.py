@@ -12,6 +12,7 @@ short prefix. By default the backend takes the finest block the platform's atten
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -82,15 +83,12 @@ def cpu_engine_env(kv_cache_gib: int = 1) -> None:
 
 
 def shutdown_llm(llm: Any) -> None:
-    """Stop a ``vllm.LLM``'s engine (its processes, or the in-process core) now, not at garbage collection."""
+    """Stop a ``vllm.LLM``'s engine (its processes, or the in-process core) now, not at garbage collection.
+    Its memory goes with the caller's last reference (``gc.collect()`` after that frees its cycles)."""
     try:
         llm.llm_engine.engine_core.shutdown()
     except Exception:  # already down, or an engine layout without this handle
         logger.debug("vLLM engine shutdown raised", exc_info=True)
-    del llm
-    import gc
-
-    gc.collect()
 
 
 @contextlib.contextmanager
@@ -186,3 +184,5 @@ class VLLMScorer(FirstTokenScorer):
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None:
             shutdown_llm(llm)
+            del llm  # the last reference: collect the engine's cycles now
+            gc.collect()

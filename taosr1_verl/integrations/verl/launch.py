@@ -355,11 +355,10 @@ class StepProgress:
     def __init__(self, total: int, desc: str, disable: bool | None = None) -> None:
         from tqdm.auto import tqdm
 
-        if disable is None:
-            disable = logger.isEnabledFor(logging.DEBUG)
         self.verbose = logger.isEnabledFor(logging.DEBUG)
         self.step = 0
-        self.bar = tqdm(total=total, desc=desc, unit="step", disable=disable, dynamic_ncols=True)
+        self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True,
+                        disable=self.verbose if disable is None else disable)
         self.bar.set_postfix_str("starting")
 
     def __call__(self, line: str) -> None:
