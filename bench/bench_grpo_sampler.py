@@ -22,7 +22,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from taosr1_verl.integrations.verl.launch import read_metric_series
+from taosr1_verl.integrations.verl.verl_logs import read_metric_series
 from taosr1_verl.pipeline.demo import PROFILES, build_pipeline
 from taosr1_verl.pipeline.stages import RECORD, read_settings
 

@@ -77,7 +77,7 @@ def make_inputs(tmp: Path, n_rows: int = 32):
 
 
 def run_grpo(tmp: Path, steps: int, batch: int, n: int, response_len: int) -> str:
-    from taosr1_verl.integrations.verl.launch import run_recipe
+    from taosr1_verl.integrations.verl.supervise import run_recipe
 
     model, data = make_inputs(tmp)
     log = tmp / "grpo.log"

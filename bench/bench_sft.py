@@ -62,7 +62,7 @@ def with_system_message(src: Path, dst: Path) -> Path:
 def run_sft(data: Path, model: Path, out: Path, steps: int, max_length: int, attn: str, threads: int,
             label_weight: float = 1.0) -> tuple[float, Path]:
     """One verl SFT run; returns (steps/s over the second half, output dir)."""
-    from taosr1_verl.integrations.verl.launch import run_recipe
+    from taosr1_verl.integrations.verl.supervise import run_recipe
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from taosr1_verl.integrations.verl.launch import read_metric_series
+from taosr1_verl.integrations.verl.verl_logs import read_metric_series
 from taosr1_verl.pipeline.stages import Pipeline, Stage, StageContext
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,8 @@ def _verl_env(recipe: str) -> dict[str, str]:
 
 
 def _run_verl(recipe: str, overrides: list[str], out: Path, steps: int) -> None:
-    from taosr1_verl.integrations.verl.launch import StepProgress, log_tail, run_recipe
+    from taosr1_verl.integrations.verl.supervise import run_recipe
+    from taosr1_verl.integrations.verl.verl_logs import StepProgress, log_tail
 
     env = {**os.environ, **_verl_env(recipe)}
     log = out / f"{recipe}.log"

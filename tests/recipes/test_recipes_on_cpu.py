@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taosr1_verl.integrations.verl.cpu_runtime import recipes_dir
 from taosr1_verl.integrations.verl.recipes import RECIPES, RecipeError, compose_recipe, validate_recipe
+from taosr1_verl.recipes import recipes_dir
+
+REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 REQUIRED = {
     "grpo": ["data.train_files=/data/train.parquet", "data.val_files=/data/val.parquet"],
@@ -102,8 +104,8 @@ def test_an_unknown_key_on_the_command_line_fails_at_composition():
 
 def test_every_recipe_field_has_a_comment_above_it():
     """Project rule: a comment above every field of every recipe and overlay."""
-    files = sorted(recipes_dir().rglob("*.yaml"))
-    assert any(f.name == "grpo.yaml" for f in files)
+    files = sorted(recipes_dir().rglob("*.yaml")) + sorted(REPO_RECIPES.glob("*.yaml"))
+    assert any(f.name == "grpo.yaml" for f in files) and any(f.name == "my_grpo.yaml" for f in files)
     for path in files:
         lines = path.read_text(encoding="utf-8").splitlines()
         yaml.safe_load("\n".join(lines))  # valid YAML
@@ -112,4 +114,17 @@ def test_every_recipe_field_has_a_comment_above_it():
             if not stripped or stripped.startswith(("#", "-")) or stripped == "{}" or ":" not in stripped:
                 continue
             prev = next((p.strip() for p in reversed(lines[:i]) if p.strip()), "")
-            assert prev.startswith("#"), f"{path.relative_to(recipes_dir())}:{i + 1}: no comment above {stripped!r}"
+            assert prev.startswith("#"), f"{path}:{i + 1}: no comment above {stripped!r}"
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_a_users_own_recipe_file_extends_ours_and_validates(device, tiny_model_dir):
+    """recipes/my_grpo.yaml: verl's stock ppo_trainer with our reward, buffer and trainer named by pkg://."""
+    path = str(REPO_RECIPES / "my_grpo.yaml")
+    cfg = compose_recipe(path, _overrides("grpo", tiny_model_dir), device=device)
+    validate_recipe(path, cfg, check_model=False)
+    assert cfg.reward.custom_reward_function.path == "pkg://taosr1_verl.rewards"
+    assert cfg.trainer.v1.trainer_mode == "taosr1_sync"
+    assert (cfg.trainer.device == "cpu") == (device == "cpu")
+    with pytest.raises(RecipeError, match="my_grpo.yaml"):
+        compose_recipe(path, [*_overrides("grpo"), "actor_rollout_ref.actor.no_such_key=1"])

@@ -1,13 +1,13 @@
 """TaoSR1 stage 2 training: DPO with TRL's ``DPOTrainer`` against the SFT model as reference.
 
-The recipe is a YAML file (``recipes/dpo.yaml``) mapped onto :class:`DPORecipe`; any ``DPOConfig`` field
+The recipe is a YAML file (``dpo.yaml`` of :mod:`taosr1_verl.recipes`, or the user's own) mapped onto :class:`DPORecipe`; any ``DPOConfig`` field
 not named there goes under ``trl_args``. The policy and the reference both start from the SFT checkpoint:
 a Hugging Face directory, or a verl FSDP checkpoint which is merged to one first
 (:func:`taosr1_verl.integrations.verl.checkpoint.ensure_hf_checkpoint`). The output directory is a plain
 HF checkpoint (safetensors + tokenizer) that verl's GRPO recipe loads as ``actor_rollout_ref.model.path``.
 
 Multi-GPU / multi-node: the same command under accelerate, e.g.
-``accelerate launch --num_processes 8 -m taosr1_verl.cli dpo --config recipes/dpo.yaml``
+``accelerate launch --num_processes 8 -m taosr1_verl.cli dpo model_path=... train_file=... output_dir=...``
 (add ``--config_file`` for DeepSpeed/FSDP and ``--num_machines/--machine_rank/--main_process_ip`` per node).
 """
 
@@ -28,7 +28,7 @@ PAIR_COLUMNS: tuple[str, ...] = ("prompt", "chosen", "rejected")
 
 @dataclass
 class DPORecipe:
-    """The DPO stage settings (see ``recipes/dpo.yaml`` for the commented defaults)."""
+    """The DPO stage settings (see the shipped ``dpo.yaml`` for the commented defaults)."""
 
     model_path: str
     """SFT checkpoint: HF directory or verl FSDP checkpoint (merged automatically)."""

@@ -11,7 +11,7 @@ answers those calls for the CPU:
 - the device module is ``torch.cpu`` plus the memory, RNG and IPC calls verl makes on
   ``torch.cuda`` (no-ops, or host-memory figures for ``mem_get_info``);
 - the Ray resource name stays ``"GPU"``: verl's resource pools ask Ray for ``num_gpus``, and the CPU
-  overlay starts Ray with one logical GPU per "device" (see :mod:`.cpu_runtime`).
+  overlay starts Ray with one logical GPU per "device" (see :mod:`.environment`).
 
 Selected with ``VERL_PLATFORM=cpu``; :mod:`taosr1_verl.integrations.verl.cpu_runtime` registers it in
 every verl process.

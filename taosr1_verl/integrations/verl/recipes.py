@@ -1,8 +1,10 @@
-"""Compose and validate the verl recipes in ``recipes/`` exactly as verl's entry points would.
+"""Compose and validate the verl recipes exactly as verl's entry points would.
 
 A recipe is a Hydra config that extends verl's own (``ppo_trainer`` for GRPO, ``sft_trainer_engine`` for
-SFT) and ends with a device overlay (``overlays/<kind>/{gpu,cpu}.yaml``). GPU runs cannot happen on CI,
-so this module is how a broken recipe fails there:
+SFT) and ends with a device overlay (``overlays/<kind>/{gpu,cpu}.yaml``). Ours ship in the package
+(:mod:`taosr1_verl.recipes`); a user's own YAML file that extends them (``hydra.searchpath`` listing
+``pkg://taosr1_verl.recipes``, ``defaults: [grpo, _self_]``) is run and validated the same way. GPU runs
+cannot happen on CI, so this module is how a broken recipe fails there:
 
 - :func:`compose_recipe` composes it with Hydra, the ``pkg://verl.trainer.config`` search path and the
   chosen overlay (what ``--config-path/--config-name`` does in ``main_ppo`` / ``sft_trainer``);
@@ -26,9 +28,10 @@ import importlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from taosr1_verl.integrations.verl.cpu_runtime import recipes_dir
+from taosr1_verl.recipes import CONFIG_PATH, recipes_dir
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class RecipeSpec:
     """How one recipe is run."""
 
     name: str
-    """Config name (``recipes/<name>.yaml``)."""
+    """Config name (``<name>.yaml``)."""
     kind: Literal["ppo", "sft"]
     """Overlay group (``overlays/<kind>``) and validation path."""
     entry: str
@@ -50,6 +53,20 @@ class RecipeSpec:
     required: tuple[str, ...] = ()
     """Keys the recipe leaves null that every run must set (``???`` cannot be used: OmegaConf keeps
     verl's value when merging a missing value over it)."""
+    config_dir: str | None = None
+    """Directory of a user's own recipe file; ``None`` for the recipes shipped in :mod:`taosr1_verl.recipes`."""
+
+    @property
+    def where(self) -> str:
+        """The recipe file, for messages."""
+        return str(Path(self.config_dir) / f"{self.name}.yaml") if self.config_dir else f"{CONFIG_PATH}/{self.name}.yaml"
+
+    def config_args(self) -> list[str]:
+        """Hydra's command-line arguments that select this recipe in verl's entry point."""
+        if self.config_dir is None:
+            return [f"--config-path={CONFIG_PATH}", f"--config-name={self.name}"]
+        # An extra search directory: verl's own config dir stays primary, so ppo_trainer is found as well.
+        return [f"--config-dir={self.config_dir}", f"--config-name={self.name}"]
 
 
 RECIPES: dict[str, RecipeSpec] = {
@@ -59,6 +76,12 @@ RECIPES: dict[str, RecipeSpec] = {
                        required=("actor_rollout_ref.model.path", "data.train_files", "data.val_files")),
 }
 """The verl recipes (stage 2, DPO, runs on TRL and has its own runner)."""
+
+VERL_CONFIG_PATH = "pkg://verl.trainer.config"
+"""Where verl's own configs (``ppo_trainer``, ``sft_trainer_engine`` and their groups) are found."""
+
+_KIND_OF_DEFAULT = {"grpo": "grpo", "ppo_trainer": "grpo", "sft": "sft", "sft_trainer_engine": "sft"}
+"""What a user's recipe extends (an entry of its ``defaults`` list) -> the recipe it runs like."""
 
 FREE_FORM_PREFIXES: tuple[str, ...] = (
     # ray.init(**ray_kwargs.ray_init): any ray.init keyword.
@@ -77,11 +100,38 @@ class RecipeError(ValueError):
 
 
 def get_recipe(name: str) -> RecipeSpec:
-    """The :class:`RecipeSpec` called ``name`` (``sft`` or ``grpo``)."""
-    try:
+    """The :class:`RecipeSpec` of ``name``: ``sft`` or ``grpo`` (shipped), or the path of a user's recipe YAML
+    that extends one of them (or verl's ``ppo_trainer`` / ``sft_trainer_engine``) with
+    ``pkg://taosr1_verl.recipes`` in its ``hydra.searchpath``."""
+    if name in RECIPES:
         return RECIPES[name]
-    except KeyError:
-        raise RecipeError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}") from None
+    if not name.endswith((".yaml", ".yml")):
+        raise RecipeError(f"unknown recipe {name!r}: use one of {sorted(RECIPES)} or the path of a recipe YAML file")
+    return _user_recipe(Path(name))
+
+
+def _user_recipe(path: Path) -> RecipeSpec:
+    import yaml
+
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise RecipeError(f"{path}: not a readable YAML file: {e}") from None
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    names = [d for d in defaults or [] if isinstance(d, str)]
+    kinds = {_KIND_OF_DEFAULT[d] for d in names if d in _KIND_OF_DEFAULT}
+    if len(kinds) != 1:
+        raise RecipeError(f"{path}: its `defaults` list must extend exactly one of {sorted(_KIND_OF_DEFAULT)} "
+                          f"(found {names})")
+    searchpath = ((data.get("hydra") or {}).get("searchpath") or []) if isinstance(data.get("hydra"), dict) else []
+    needed = [CONFIG_PATH, VERL_CONFIG_PATH]
+    if not all(p in searchpath for p in needed):
+        raise RecipeError(f"{path}: hydra.searchpath must list {needed} (our recipes and overlays, verl's configs); "
+                          f"it lists {searchpath}")
+    shipped = RECIPES[kinds.pop()]
+    return dataclasses.replace(shipped, name=path.stem, config_dir=str(path.resolve().parent))
 
 
 def overlay_override(spec: RecipeSpec, device: Device) -> str:
@@ -101,7 +151,7 @@ def _compose(config_dir: str, config_name: str, overrides: Sequence[str]):
 
 
 def compose_recipe(name: str, overrides: Iterable[str] = (), device: Device = "gpu"):
-    """Compose ``recipes/<name>.yaml`` with the ``device`` overlay and ``overrides`` (an OmegaConf DictConfig).
+    """Compose recipe ``name`` (see :func:`get_recipe`) with the ``device`` overlay and ``overrides`` (an OmegaConf DictConfig).
 
     Raises :class:`RecipeError` with Hydra's message when a key or a config group does not exist.
     """
@@ -111,9 +161,9 @@ def compose_recipe(name: str, overrides: Iterable[str] = (), device: Device = "g
     spec = get_recipe(name)
     all_overrides = [overlay_override(spec, device), *overrides]
     try:
-        return _compose(str(recipes_dir()), spec.name, all_overrides)
+        return _compose(spec.config_dir or str(recipes_dir()), spec.name, all_overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        raise RecipeError(f"recipes/{spec.name}.yaml (device {device}): {e}") from e
+        raise RecipeError(f"{spec.where} (device {device}): {e}") from e
 
 
 def compose_base(name: str):
@@ -194,7 +244,7 @@ def _check_reward(cfg: Any, where: str) -> None:
         raise RecipeError(f"{where}: reward.custom_reward_function {rf.path}:{rf.name} does not load: {e}") from e
     if not callable(fn):
         raise RecipeError(f"{where}: reward.custom_reward_function {rf.path}:{rf.name} is not callable")
-    kwargs = OmegaConf.to_container(rf.get("reward_kwargs") or {}, resolve=True)
+    kwargs = OmegaConf.to_container(rf.reward_kwargs, resolve=True) if rf.get("reward_kwargs") else {}
     if getattr(fn, "__module__", "").startswith("taosr1_verl"):
         names = {f.name for f in dataclasses.fields(RewardConfig)}
         bad = sorted(set(kwargs) - names)
@@ -208,7 +258,7 @@ def _check_reward(cfg: Any, where: str) -> None:
 
 def _check_sampler(cfg: Any, where: str) -> None:
     mode = cfg.trainer.get("v1", {}).get("trainer_mode", "sync")
-    from taosr1_verl.integrations.verl.cpu_runtime import TRAINER_MODULE
+    from taosr1_verl.integrations.verl.environment import TRAINER_MODULE
 
     importlib.import_module(TRAINER_MODULE)  # what VERL_USE_EXTERNAL_MODULES does in the job
     from verl.trainer.ppo.v1 import get_trainer_cls
@@ -267,7 +317,7 @@ def validate_recipe(name: str, cfg: Any, check_model: bool = True) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     spec = get_recipe(name)
-    where = f"recipes/{spec.name}.yaml"
+    where = spec.where
     base = compose_base(name)
     # `???` that verl itself leaves unset (e.g. the unused reward model's rollout name) are fine.
     missing = sorted(OmegaConf.missing_keys(cfg) - OmegaConf.missing_keys(base))

@@ -1,4 +1,4 @@
-"""DPO through the real TRL DPOTrainer on a tiny offline Qwen2, from recipes/dpo.yaml via the CLI."""
+"""DPO through the real TRL DPOTrainer on a tiny offline Qwen2, from the shipped dpo.yaml via the CLI."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from taosr1_verl.integrations.trl.dpo import load_recipe
 from taosr1_verl.pairs.io import write_pairs
 from taosr1_verl.pairs.rule import PromptGroup, build_pairs
 from taosr1_verl.prompts import PromptConfig, build_messages
+from taosr1_verl.recipes import recipe_file
 from taosr1_verl.response import format_response
 from taosr1_verl.rewards import score_batch
 
-RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "dpo.yaml"
+RECIPE = recipe_file("dpo")
 
 
 def test_recipe_defaults_and_errors(tmp_path: Path) -> None:
@@ -54,7 +55,7 @@ def test_dpo_cli_trains_and_the_loss_moves(tmp_path: Path, capsys: pytest.Captur
     corpus = [m["content"] for g in groups for m in g.prompt] + groups[0].responses
     sft = build_tiny_qwen2(tmp_path / "sft", corpus * 10)
     out = tmp_path / "dpo"
-    assert main(["dpo", "--config", str(RECIPE), f"model_path={sft}", f"train_file={tmp_path / 'pairs.parquet'}",
+    assert main(["dpo", f"model_path={sft}", f"train_file={tmp_path / 'pairs.parquet'}",
                  f"output_dir={out}", "learning_rate=0.01", f"sft_weight={sft_weight}", "max_steps=6", "logging_steps=1", "warmup_steps=0",
                  "lr_scheduler_type=constant", "use_cpu=true"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taosr1_verl.integrations.verl import cpu_runtime
+from taosr1_verl.integrations.verl import environment
 from taosr1_verl.integrations.verl.patches import collapse_backend
 
 PROBE = r"""
@@ -59,7 +59,7 @@ def _clean_env() -> dict[str, str]:
 
 
 def test_verl_runs_on_the_cpu_platform_in_a_fresh_process():
-    out = _probe(cpu_runtime.cpu_env(_clean_env()))
+    out = _probe(environment.cpu_env(_clean_env()))
     assert out["device"] == "cpu"
     assert out["backend"] == "gloo"
     assert out["device_id"] == "cpu"  # a string: an int would mean accelerator 0
@@ -76,19 +76,19 @@ def test_verl_runs_on_the_cpu_platform_in_a_fresh_process():
 
 
 def test_without_the_platform_switch_verl_is_left_on_its_gpu_platform():
-    env = cpu_runtime.with_runtime_module(_clean_env())
+    env = environment.with_plugin_modules(_clean_env())
     out = _probe(env)
     assert out["device"] == "cuda"  # verl's fallback on a host without a GPU: our module changed nothing
     assert out["trl_value_head"] is False  # ...except the TRL compatibility fix, needed everywhere
 
 
 def test_cpu_env_keeps_other_external_modules():
-    env = cpu_runtime.cpu_env({"VERL_USE_EXTERNAL_MODULES": "a.b,c", "PATH": "/bin"})
-    assert env["VERL_USE_EXTERNAL_MODULES"] == ",".join(["a.b", "c", *cpu_runtime.PLUGIN_MODULES])
+    env = environment.cpu_env({"VERL_USE_EXTERNAL_MODULES": "a.b,c", "PATH": "/bin"})
+    assert env["VERL_USE_EXTERNAL_MODULES"] == ",".join(["a.b", "c", *environment.PLUGIN_MODULES])
     assert env["PATH"] == "/bin"
-    assert cpu_runtime.on_cpu_platform(env)
-    again = cpu_runtime.cpu_env(env)
-    assert again["VERL_USE_EXTERNAL_MODULES"].count(cpu_runtime.MODULE) == 1
+    assert environment.on_cpu_platform(env)
+    again = environment.cpu_env(env)
+    assert again["VERL_USE_EXTERNAL_MODULES"].count(environment.RUNTIME_MODULE) == 1
 
 
 _pair = st.sampled_from(["cpu:gloo", "cuda:nccl", "npu:hccl", "cpu:gloo ", "xpu:ccl"])
@@ -177,7 +177,7 @@ def test_cpu_overrides_turn_verls_stock_config_into_the_cpu_overlay():
 
     from taosr1_verl.integrations.verl.recipes import _compose, compose_recipe
 
-    overrides = cpu_runtime.cpu_overrides("ppo")
+    overrides = environment.cpu_overrides("ppo")
     assert all(o.startswith("++") for o in overrides)
     stock = _compose(str(files(vc)), "ppo_trainer", overrides)
     ours = compose_recipe("grpo", ["actor_rollout_ref.model.path=/m", "data.train_files=/t", "data.val_files=/v"],
@@ -188,10 +188,20 @@ def test_cpu_overrides_turn_verls_stock_config_into_the_cpu_overlay():
     assert stock.trainer.device == "cpu" and stock.actor_rollout_ref.actor.strategy == "fsdp2"
 
 
-def test_overlay_file_errors_name_the_path(tmp_path, monkeypatch):
-    monkeypatch.setenv("TAOSR1_RECIPES_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="overlays/ppo/cpu.yaml"):
-        cpu_runtime.overlay_file("ppo")
-    monkeypatch.setenv("TAOSR1_RECIPES_DIR", str(tmp_path / "nope"))
-    with pytest.raises(FileNotFoundError, match="TAOSR1_RECIPES_DIR"):
-        cpu_runtime.recipes_dir()
+def test_overlay_file_errors_name_the_path():
+    from taosr1_verl.recipes import overlay_file
+
+    assert overlay_file("ppo", "cpu").is_file()
+    with pytest.raises(FileNotFoundError, match="overlays/ppo/tpu.yaml"):
+        overlay_file("ppo", "tpu")
+
+
+def test_importing_the_launcher_applies_no_verl_patch():
+    """Only verl's own import runs the CPU runtime hook: our CLI modules never load it."""
+    code = ("import sys, taosr1_verl.integrations.verl.launch, taosr1_verl.integrations.verl.supervise, "
+            "taosr1_verl.integrations.verl.submit; import verl; "
+            "print('cpu_runtime' in ' '.join(sys.modules))")
+    env = _clean_env()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "False"

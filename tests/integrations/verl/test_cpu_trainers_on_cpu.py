@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from taosr1_verl.integrations.verl.checkpoint import merge_fsdp_checkpoint
-from taosr1_verl.integrations.verl.launch import read_metric_series, run_recipe
+from taosr1_verl.integrations.verl.supervise import run_recipe
+from taosr1_verl.integrations.verl.verl_logs import read_metric_series
 
 pytestmark = pytest.mark.slow
 
@@ -189,7 +190,7 @@ GRPO_SMALL = [
 
 def test_grpo_runs_two_steps_on_cpu_with_the_taosr1_reward_and_sampler_then_resumes_with_its_tracker(
         tiny_model_dir, parquets, tmp_path):
-    from taosr1_verl.integrations.verl.launch import ray_processes
+    from taosr1_verl.integrations.verl.supervise import ray_processes
 
     ckpt = tmp_path / "grpo"
     common = [f"actor_rollout_ref.model.path={tiny_model_dir}", f"data.train_files={parquets['rl']}",
