@@ -1,13 +1,20 @@
-"""Which GRPO groups to keep: a band on the number (or rate) of correct rollouts.
+"""Which GRPO groups to keep: a band on the number (or rate) of correct rollouts, or verl's std-zero rule.
 
 TaoSR1 keeps a prompt's group of ``G`` rollouts only when ``0 < correct < gamma`` (``gamma <= G``); a sibling
-recipe keeps groups whose pass rate lies in ``[0.01, 0.9]``. verl's built-in filter keeps groups whose metric
-is not constant, which for a 0/1 metric is the band ``1 <= correct <= G - 1``. All three are one
-:class:`GroupRule`::
+recipe keeps groups whose pass rate lies in ``[0.01, 0.9]``. verl's built-in filter evicts groups whose raw
+metric values are all equal (``len(values) > 1 and std == 0``), which for a 0/1 metric is the band
+``1 <= correct <= G - 1``. All are one :class:`GroupRule`::
 
     GroupRule.taosr1(gamma=6)          # 0 < correct < 6
     GroupRule.pass_rate_band(0.01, 0.9) # 0.01 <= correct / G <= 0.9
     GroupRule()                         # 1 <= correct <= G - 1 (verl's std-zero rule on a 0/1 metric)
+    GroupRule.std_zero()                # verl's rule on the raw values (continuous rewards, partial credit)
+
+A rollout is correct when its metric is ``>= threshold``; the band rules read values only through that
+test, the std-zero rule reads the raw values (the threshold then only names an evicted group too easy or
+too hard, and gives the tracker its counts). A group of fewer than two rollouts is always kept, as verl
+keeps it: there is nothing within the group to compare, and verl's GRPO advantage of a lone rollout is its
+score against a zero mean.
 
 Pure numpy: used by the verl replay buffer, the selection policy (probability that a prompt's next group
 is kept) and the benchmark alike.
@@ -25,7 +32,12 @@ import numpy as np
 KEPT, TOO_HARD, TOO_EASY = 0, 1, 2
 REASONS: tuple[str, ...] = ("kept", "too_hard", "too_easy")
 """Outcome names by code: ``too_hard`` = fewer correct rollouts than the band allows (e.g. all wrong),
-``too_easy`` = more than it allows (e.g. all correct)."""
+``too_easy`` = more than it allows (e.g. all correct). Under the std-zero rule an evicted group is too easy
+when its shared value is ``>= threshold``, else too hard."""
+KINDS: tuple[str, ...] = ("band", "std_zero")
+"""``band``: keep when the correct count lies in the band; ``std_zero``: verl's rule on the raw values."""
+# Integers of this size are summed exactly in float64, so np.std of equal ones is exactly 0.
+_EXACT_INT = 2.0**40
 
 
 @dataclass(frozen=True)
@@ -55,9 +67,21 @@ class GroupRule:
     metric: str = "acc"
     """Per-rollout value read from the reward's dict (``acc`` is 0/1 in the TaoSR1 reward)."""
     threshold: float = 0.5
-    """A rollout counts as correct when its metric is ``>= threshold``."""
+    """A rollout counts as correct when its metric is ``>= threshold`` (non-finite values never do)."""
+    kind: str = "band"
+    """``band`` (the bounds above) or ``std_zero`` (verl's rule on the raw values; the bounds must stay at
+    their defaults, which are the keep band the selection policy scores under a 0/1 reading)."""
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"GroupRule.kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "std_zero" and (self.min_correct, self.max_correct, self.min_rate, self.max_rate) != (
+            1, -1, None, None
+        ):
+            raise ValueError("GroupRule: the std_zero rule keeps every non-constant group; it takes no band "
+                             "(gamma, low/high, min_/max_correct, min_/max_rate)")
+        if not math.isfinite(self.threshold):
+            raise ValueError(f"GroupRule.threshold must be finite, got {self.threshold}")
         for name in ("min_rate", "max_rate"):
             v = getattr(self, name)
             if v is not None and not 0.0 <= v <= 1.0:
@@ -83,21 +107,38 @@ class GroupRule:
         return cls(min_correct=None, max_correct=None, min_rate=low, max_rate=high, metric=metric)
 
     @classmethod
+    def std_zero(cls, metric: str = "acc", threshold: float = 0.5) -> GroupRule:
+        """verl's ``algorithm.filter_groups`` rule: evict a group of two or more rollouts whose metric values
+        are all equal (``float(np.std(values)) == 0.0``), whatever the values are."""
+        return cls(metric=metric, threshold=threshold, kind="std_zero")
+
+    @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> GroupRule:
-        """Build from a plain mapping (a recipe's ``sampler_kwargs``): keys ``gamma`` (TaoSR1 form), or
-        ``low``/``high`` (pass-rate band), or the field names; plus ``metric``/``threshold``.
+        """Build from a plain mapping (a recipe's ``sampler_kwargs``): ``rule`` (``band``, the default, or
+        ``std_zero``); for the band, keys ``gamma`` (TaoSR1 form), or ``low``/``high`` (pass-rate band), or
+        the field names; plus ``metric``/``threshold``.
 
         Example:
             >>> GroupRule.from_config({"gamma": 6}).bounds(8)
             (1, 5)
+            >>> GroupRule.from_config({"rule": "std_zero", "metric": "reward", "gamma": None}).kind
+            'std_zero'
         """
         cfg = dict(cfg or {})
         metric = cfg.pop("metric", "acc")
         threshold = float(cfg.pop("threshold", 0.5))
-        # `gamma: null` (the recipe's default) gives way to an explicit band or bounds.
+        kind = cfg.pop("rule", None) or "band"
+        # `gamma: null` (the recipe's default) gives way to an explicit band, bounds or rule.
         others = {"low", "high", "min_correct", "max_correct", "min_rate", "max_rate"} & set(cfg)
-        if "gamma" in cfg and cfg["gamma"] is None and others:
+        if "gamma" in cfg and cfg["gamma"] is None and (others or kind != "band"):
             cfg.pop("gamma")
+        if kind == "std_zero":
+            if cfg:
+                raise ValueError(f"rule: std_zero evicts constant groups and takes no band; remove {sorted(cfg)} "
+                                 "or use rule: band")
+            return cls.std_zero(metric, threshold)
+        if kind != "band":
+            raise ValueError(f"unknown group rule {kind!r}; use rule: band (the default) or rule: std_zero")
         if "gamma" in cfg:
             gamma = cfg.pop("gamma")
             rule = cls.taosr1(None if gamma is None else int(gamma), metric=metric)
@@ -108,13 +149,16 @@ class GroupRule:
             rule = cls(**fields, metric=metric)
         if cfg:
             raise ValueError(f"unknown group rule option(s) {sorted(cfg)}; use gamma, or low/high, or "
-                             "min_correct/max_correct/min_rate/max_rate, plus metric/threshold")
+                             "min_correct/max_correct/min_rate/max_rate, plus rule/metric/threshold")
         return GroupRule(rule.min_correct, rule.max_correct, rule.min_rate, rule.max_rate, metric, threshold)
 
     # ---- the rule ------------------------------------------------------------------------------
     def bounds(self, n: int) -> tuple[int, int]:
-        """Inclusive ``(lo, hi)`` band of correct counts kept for a group of ``n`` (``lo > hi``: keeps none)."""
+        """Inclusive ``(lo, hi)`` band of correct counts kept for a group of ``n`` (``lo > hi``: keeps none).
+        A group of fewer than two rollouts keeps every count (verl never filters it)."""
         lo, hi = 0, n
+        if n < 2:
+            return lo, hi
         if self.min_correct is not None:
             lo = max(lo, self.min_correct)
         if self.max_correct is not None:
@@ -169,6 +213,44 @@ class GroupRule:
         v = np.asarray(values, dtype=np.float64)
         return int(np.sum(np.isfinite(v) & (v >= self.threshold)))
 
+    def classify_values(self, values: Any, sizes: Any) -> GroupOutcomes:
+        """Classify groups from their rollouts' raw metric values, under this rule's kind.
+
+        ``values`` holds every group's values one group after another, ``sizes`` the rollouts per group
+        (each >= 1). Vectorised over groups.
+
+        Example:
+            >>> out = GroupRule.std_zero(metric="score").classify_values([0.6, 0.9, -1.0, -1.0, 0.3], [2, 2, 1])
+            >>> out.codes.tolist(), out.filtered_values()
+            ([0, 1, 0], [None, -1.0, None])
+            >>> GroupRule().classify_values([0.6, 0.9], [2]).codes.tolist()  # both >= 0.5: all correct
+            [2]
+        """
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        n = np.asarray(sizes, dtype=np.int64).reshape(-1)
+        if n.size and n.min() < 1 or int(n.sum()) != v.size:
+            raise ValueError(f"GroupRule.classify_values: {v.size} values for group sizes summing to {int(n.sum())} "
+                             "(every group needs >= 1 value)")
+        if n.size == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return GroupOutcomes(self, empty.astype(np.int8), empty, empty, empty.astype(bool), empty.astype(float))
+        starts = np.zeros(n.size, dtype=np.int64)
+        np.cumsum(n[:-1], out=starts[1:])
+        correct = np.add.reduceat((np.isfinite(v) & (v >= self.threshold)).astype(np.int64), starts)
+        first = v[starts]
+        constant = (n > 1) & (np.maximum.reduceat(v, starts) == np.minimum.reduceat(v, starts))
+        # verl's test is float(np.std(values)) == 0.0. Equal values whose sum float64 rounds (3 x 0.1) give a
+        # tiny nonzero std there, and equal infinities a NaN: verl keeps those groups, so recompute its test
+        # wherever the sum is not exact. Moderate integers (0/1 accuracy, -1 penalties) sum exactly.
+        inexact = np.flatnonzero(constant & ~((first == np.round(first)) & (np.abs(first) < _EXACT_INT)))
+        for i in inexact:
+            constant[i] = float(np.std(v[starts[i] : starts[i] + n[i]])) == 0.0
+        if self.kind == "std_zero":
+            codes = np.where(constant, np.where(first >= self.threshold, TOO_EASY, TOO_HARD), KEPT).astype(np.int8)
+        else:
+            codes = self.classify(correct, n[0] if np.all(n == n[0]) else n)
+        return GroupOutcomes(self, codes, correct, n, constant, first)
+
     def keep_probability(self, n: int, a: Any, b: Any | None = None) -> np.ndarray:
         """Probability that a new group of ``n`` rollouts is kept.
 
@@ -210,6 +292,31 @@ class GroupRule:
             if k + 1 >= lo:
                 total = total + pmf
         return np.clip(total, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class GroupOutcomes:
+    """What :meth:`GroupRule.classify_values` decided, one entry per group."""
+
+    rule: GroupRule
+    codes: np.ndarray
+    """Outcome codes (:data:`KEPT`, :data:`TOO_HARD`, :data:`TOO_EASY`)."""
+    correct: np.ndarray
+    """Rollouts whose value is ``>= threshold``."""
+    sizes: np.ndarray
+    """Rollouts per group."""
+    constant: np.ndarray
+    """verl's test: more than one rollout and ``np.std(values) == 0``."""
+    first: np.ndarray
+    """The group's first value (the shared value of a constant group)."""
+
+    def filtered_values(self) -> list[float | None]:
+        """Per group, ``None`` when kept; else what verl's ``_dapo_filtered_reward_counts`` diagnostic reports:
+        the shared value of a constant group, and for a band that evicts a non-constant group (``gamma < G``,
+        a pass-rate band, non-binary values) its pass rate."""
+        rate = self.correct / self.sizes
+        value = np.where(self.constant, self.first, rate)
+        return [None if c == KEPT else float(x) for c, x in zip(self.codes.tolist(), value.tolist(), strict=True)]
 
 
 def _beta_binomial_tails(n: int, a: np.ndarray, b: np.ndarray, lo: int, hi: int) -> np.ndarray:

@@ -326,3 +326,21 @@ class RefillPlanner:
         rate = max(self.keep_rate, self.floor)
         want = math.ceil(max(missing, 0.0) / rate * (1.0 + self.margin) - 1e-9)
         return int(max(1, min(cap, want)))
+
+    def dispatch(self, count: int, target: int, sampleable: int, inflight: int, granularity: int = 1) -> int:
+        """Prompts to dispatch where verl's sync loop would dispatch ``count``: what the keep rate says is
+        missing for ``target`` kept groups, given ``sampleable`` kept already and ``inflight`` still rolling
+        out. Never fewer than would fill the batch if every in-flight group were kept (else verl could wait
+        forever on groups it believes are coming), never more than ``count``; whole multiples of
+        ``granularity`` (the dataloader's fetch size), at least one.
+
+        Example:
+            >>> RefillPlanner(keep_rate=0.8, margin=0.0).dispatch(count=16, target=8, sampleable=2, inflight=0)
+            8
+            >>> RefillPlanner(keep_rate=0.8).dispatch(count=16, target=8, sampleable=2, inflight=4, granularity=4)
+            4
+        """
+        missing = target - sampleable - self.keep_rate * inflight
+        cover = max(0, target - sampleable - inflight)
+        want = max(self.plan(missing, cap=count), cover)
+        return int(min(count, max(granularity, math.ceil(want / granularity) * granularity)))

@@ -48,7 +48,7 @@ def test_default_rule_equals_verl_std_zero_on_binary_metrics(values):
 
 
 @given(
-    n=st.integers(1, 40),
+    n=st.integers(2, 40),
     low=st.floats(0, 1),
     high=st.floats(0, 1),
     c=st.integers(0, 40),
