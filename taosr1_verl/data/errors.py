@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
+from taosr1_verl.errors import UserError
 from taosr1_verl.files import atomic_path
 
 OnError = Literal["raise", "skip"]
@@ -20,12 +21,12 @@ ON_ERROR: tuple[str, ...] = ("raise", "skip")
 
 # Reasons a row can be dropped for (stable strings: reports and tests use them).
 REASONS: tuple[str, ...] = (
-    "empty_query", "empty_title", "missing_label", "unknown_label", "bad_encoding", "conflicting_duplicate",
-    "duplicate", "unknown_product", "unknown_query", "bad_json",
+    "empty_query", "empty_title", "missing_label", "unknown_label", "bad_encoding", "bad_type", "bad_row",
+    "unclosed_quote", "conflicting_duplicate", "duplicate", "unknown_product", "unknown_query", "bad_json",
 )
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A bad input row: ``str(e)`` reads ``<file>: row <n>, field '<field>': <detail>``.
 
     ``row`` is the 1-based data row (header excluded; for JSONL the line number).

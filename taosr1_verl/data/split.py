@@ -2,15 +2,21 @@
 
 No state and no second pass: a query's split depends only on (seed, normalised query text), so it is
 stable across runs, machines and file orders, and streaming 1M rows needs no memory for it. Shares are
-met in expectation (exactly enough for thousands of queries; small sets vary).
+met in expectation (exactly enough for thousands of queries; small sets vary). Normalised = Unicode NFC,
+case-folded, whitespace collapsed: NFC and NFD spellings of one query land in the same split.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 
 from taosr1_verl.data.pairs import Pair
+from taosr1_verl.errors import UserError
+
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 DEFAULT_SPLITS: dict[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
 
@@ -24,20 +30,35 @@ def parse_splits(text: str) -> dict[str, float]:
     """
     try:
         if "=" in text:
-            raw = {k.strip(): float(v) for k, v in (p.split("=") for p in text.split(","))}
+            items = [(k.strip(), float(v)) for k, v in (p.split("=") for p in text.split(","))]
         else:
             vals = [float(x) for x in text.split("/")]
-            raw = dict(zip(("train", "val", "test"), vals, strict=True))
+            items = list(zip(("train", "val", "test"), vals, strict=True))
     except ValueError:
-        raise ValueError(f"splits {text!r}: expected 'train=0.8,val=0.1,test=0.1' or '0.8/0.1/0.1'") from None
+        raise UserError(f"splits {text!r}: expected 'train=0.8,val=0.1,test=0.1' or '0.8/0.1/0.1'") from None
+    raw = dict(items)
+    if len(raw) != len(items):
+        raise UserError(f"splits {text!r}: a split name is given twice")
+    check_split_names(raw)
+    if any(not (v == v and v >= 0 and v != float("inf")) for v in raw.values()) or sum(raw.values()) <= 0:
+        raise UserError(f"splits {text!r}: shares must be finite, non-negative, with a positive sum")
     total = sum(raw.values())
-    if total <= 0 or any(v < 0 for v in raw.values()):
-        raise ValueError(f"splits {text!r}: shares must be non-negative with a positive sum")
     return {k: v / total for k, v in raw.items()}
 
 
+def check_split_names(names: Iterable[str]) -> None:
+    """Split names become file names (``pairs_<name>.parquet``): letters, digits, ``_`` and ``-`` only."""
+    for name in names:
+        if not isinstance(name, str) or not _SPLIT_NAME.fullmatch(name):
+            raise UserError(f"split name {name!r}: use 1-64 letters, digits, '_' or '-' (it becomes a file name)")
+
+
 def normalize_query(query: str) -> str:
-    """Case- and whitespace-insensitive form used to group queries ("Red  Sofa" == "red sofa")."""
+    """Grouping form of a query: NFC, case-folded, whitespace collapsed ("Red  Sofa" == "red sofa", and
+    "café" spelled with a combining accent == "café" with a precomposed one)."""
+    if not query.isascii():
+        query = unicodedata.normalize("NFC", unicodedata.normalize("NFD", query).casefold())
+        return " ".join(query.split())
     return " ".join(query.casefold().split())
 
 
@@ -52,9 +73,10 @@ class QuerySplitter:
 
     def __init__(self, splits: Mapping[str, float] | None = None, seed: int = 0) -> None:
         splits = dict(splits or DEFAULT_SPLITS)
+        check_split_names(splits)
         total = sum(splits.values())
-        if total <= 0 or any(v < 0 for v in splits.values()):
-            raise ValueError(f"split shares must be non-negative with a positive sum, got {splits}")
+        if total <= 0 or any(not v >= 0 for v in splits.values()):
+            raise UserError(f"split shares must be non-negative with a positive sum, got {splits}")
         self.names = [k for k, v in splits.items() if v > 0]
         acc, self.bounds = 0.0, []
         for k in self.names:
