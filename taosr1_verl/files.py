@@ -2,17 +2,63 @@
 
 Every output of a long-running stage is written to a temp file in the same directory and renamed into
 place, so a reader (or a resumed run) sees either the old file or the complete new one, never half of it.
+Temp files are created like any other output (mode 0666 less the user's umask), so a renamed file is as
+readable as one written directly. Renames and removals that publish outputs go through :func:`replace`
+and :func:`remove`, which count them: with ``TAOSR1_KILL_AT_FILE_STEP=k`` in the environment the process
+kills itself (SIGKILL, no cleanup) right after the k-th, which is how the tests interrupt a run at every
+file boundary.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
-import tempfile
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+KILL_ENV = "TAOSR1_KILL_AT_FILE_STEP"
+_steps = 0
+
+
+def _file_step() -> None:
+    global _steps
+    limit = os.environ.get(KILL_ENV)
+    if limit:
+        _steps += 1
+        if _steps >= int(limit):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """``os.replace``, counted as one file step (see the module docstring)."""
+    os.replace(src, dst)
+    _file_step()
+
+
+def remove(path: str | os.PathLike[str]) -> None:
+    """Remove a file if it exists, counted as one file step when it did."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    _file_step()
+
+
+def temp_path(path: str | os.PathLike[str]) -> Path:
+    """A new, empty, hidden file beside ``path`` (same suffix, so writers that look at it still see the
+    format), created with the user's umask (``mkstemp`` would make it 0600)."""
+    path = Path(path)
+    while True:
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{os.urandom(3).hex()}{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 @contextmanager
@@ -29,12 +75,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temp_path(path)
     try:
         yield tmp
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -57,12 +101,19 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, default: Any = str
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for each non-blank line of a JSONL file.
+    """``(line number, object)`` for each non-blank line of a JSONL file (a UTF-8 BOM is allowed).
 
-    Raises ``ValueError`` naming the file and line for broken JSON or a line that is not an object.
+    Raises ``ValueError`` naming the file and line for text that is not UTF-8, broken JSON or a line that is
+    not an object.
     """
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start + 1} of the line)") from None
             if not line.strip():
                 continue
             try:

@@ -15,6 +15,30 @@ import argparse
 import json
 import sys
 
+from taosr1_verl.run_manifest import interruptible
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (``--per-class 0`` would build an empty RL set)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
 
 def add_instructions_arg(p: argparse.ArgumentParser) -> None:
     """``--instructions {full,compact,none}`` (and ``--compact`` for ``--instructions compact``): how much of
@@ -33,11 +57,13 @@ def _common_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--splits", default="train=0.8,val=0.1,test=0.1", help="query-level split shares")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and of class balancing")
     p.add_argument("--no-balance", action="store_true", help="keep the RL train set's label mix (default: balance)")
-    p.add_argument("--per-class", type=int, help="cap rows per class in the balanced RL set")
+    p.add_argument("--per-class", type=positive_int, help="cap rows per class in the balanced RL set")
     add_instructions_arg(p)
     p.add_argument("--format", default="post_cot", choices=["post_cot", "pre_cot"], help="response format")
     p.add_argument("--tokenizer", help="a local tokenizer directory: report prompt lengths in tokens")
-    p.add_argument("--no-resume", action="store_true", help="rebuild even if the output is complete")
+    p.add_argument("--no-resume", action="store_true",
+                   help="rebuild even if the output is complete (a rerun otherwise checks options, inputs and "
+                        "outputs against manifest.json and rebuilds only when something differs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -47,9 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = dsub.add_parser("synth", help="generate the synthetic catalog (rule KB labels, rule teacher) and build datasets")
     _common_build(p)
-    p.add_argument("--n", type=int, default=20_000, help="number of (query, item) pairs")
+    p.add_argument("--n", type=positive_int, default=20_000, help="number of (query, item) pairs")
     p.add_argument("--mix", default="50/5/36/9", help="label mix of levels 4/3/2/1 (paper: 50/5/36/9)")
-    p.add_argument("--items-per-query", type=int, default=8, help="items per query")
+    p.add_argument("--items-per-query", type=positive_int, default=8, help="items per query")
     p.add_argument("--describe", action="store_true", help="add a one-sentence item description")
     p.add_argument("--rules", help="a rule KB YAML (default: the packaged rules.yaml)")
     p.set_defaults(func=run_synth)
@@ -90,13 +116,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("teach", help="write a teacher JSONL with a local model on vLLM, prompted with retrieved rules")
     p.add_argument("--pairs", required=True, help="a pairs parquet")
     p.add_argument("--model", required=True, help="a local model directory (the teacher)")
-    p.add_argument("--out", required=True, help="output teacher JSONL (resumable: done pair ids are skipped)")
+    p.add_argument("--out", required=True, help="output teacher JSONL (resumable under the same model, pairs and "
+                   "options: done pair ids are skipped; <out>.manifest.json records them)")
     p.add_argument("--rules", help="rule KB YAML to retrieve from (default: packaged rules.yaml)")
-    p.add_argument("--top-k", type=int, default=3, help="rules retrieved per pair")
-    p.add_argument("--limit", type=int, help="only the first N pairs")
-    p.add_argument("--max-tokens", type=int, default=256, help="max new tokens per answer")
-    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature")
-    p.add_argument("--batch-size", type=int, default=64, help="pairs per vLLM call (one checkpoint each)")
+    p.add_argument("--top-k", type=positive_int, default=3, help="rules retrieved per pair")
+    p.add_argument("--limit", type=positive_int, help="only the first N pairs")
+    p.add_argument("--max-tokens", type=positive_int, default=256, help="max new tokens per answer")
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, help="sampling temperature")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="pairs per vLLM call (one checkpoint each)")
+    p.add_argument("--no-resume", action="store_true", help="discard an existing --out and start over")
     p.set_defaults(func=run_teach)
 
 
@@ -123,6 +151,13 @@ def _summary(manifest: dict) -> None:
               f"{info['cv_out']:.3f}, dropped {info['dropped'] or 0}")
 
 
+def _packaged_rules() -> str:
+    from importlib import resources
+
+    return str(resources.files("taosr1_verl.data.synth").joinpath("rules.yaml"))
+
+
+@interruptible("data synth")
 def run_synth(args: argparse.Namespace) -> int:
     from taosr1_verl.data.prepare import prepare_dataset
     from taosr1_verl.data.split import parse_splits
@@ -138,31 +173,47 @@ def run_synth(args: argparse.Namespace) -> int:
         balance_rl=not args.no_balance, per_class=args.per_class,
         config=_build_config(args, "taosr1_synthetic", "taosr1"), teacher=lambda p: rule_teacher(p, kb),
         options=options, resume=not args.no_resume, progress=not args.no_progress,
-        tokenizer=_tokenizer(args.tokenizer))
+        tokenizer=_tokenizer(args.tokenizer), command="data synth",
+        inputs={"rules": args.rules or _packaged_rules(), "tokenizer": args.tokenizer})
     _summary(manifest)
     return 0
 
 
+@interruptible("data prepare")
 def run_prepare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from taosr1_verl.data.builders import read_teacher_jsonl
     from taosr1_verl.data.errors import DropReport
     from taosr1_verl.data.prepare import prepare_dataset
-    from taosr1_verl.data.readers import ColumnMap, read_esci, read_pairs, read_wands
+    from taosr1_verl.data.readers import (
+        ESCI_EXAMPLES,
+        ESCI_PRODUCTS,
+        ColumnMap,
+        read_esci,
+        read_pairs,
+        read_wands,
+    )
     from taosr1_verl.data.split import parse_splits
 
     report = DropReport()
     if args.esci:
         schema, source = args.schema or "esci", "esci"
         pairs = read_esci(args.esci, schema=schema, locale=args.locale, on_error=args.on_error, report=report)
+        inputs = {"examples": Path(args.esci) / ESCI_EXAMPLES, "products": Path(args.esci) / ESCI_PRODUCTS}
     elif args.wands:
         schema, source = args.schema or "wands", "wands"
         pairs = read_wands(args.wands, schema=schema, on_error=args.on_error, report=report)
+        inputs = {f: Path(args.wands) / f"{f}.csv" for f in ("query", "product", "label")}
     else:
         schema, source = args.schema or "taosr1", Path(args.input).stem
         pairs = read_pairs(args.input, ColumnMap.parse(args.columns), schema=schema, fmt=args.input_format,
                            on_error=args.on_error, report=report)
+        inputs = {"input": args.input}
+    for path in inputs.values():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such file" if not Path(path).exists() else f"{path}: not a file")
+    inputs.update(teacher=args.teacher, tokenizer=args.tokenizer)
     teacher = read_teacher_jsonl(args.teacher) if args.teacher else None
     options = {"source": source, "input": args.input or args.esci or args.wands, "columns": args.columns,
                "locale": args.locale, "on_error": args.on_error, "teacher_file": args.teacher}
@@ -170,7 +221,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         pairs, args.out, splits=parse_splits(args.splits), seed=args.seed, balance_rl=not args.no_balance,
         per_class=args.per_class, config=_build_config(args, args.data_source or source, schema), teacher=teacher,
         drop_report=report, options=options, resume=not args.no_resume, progress=not args.no_progress,
-        tokenizer=_tokenizer(args.tokenizer))
+        tokenizer=_tokenizer(args.tokenizer), inputs=inputs)
     _summary(manifest)
     if manifest["input"].get("dropped"):
         print(f"dropped rows and reasons: {Path(args.out) / 'dropped.jsonl'}", file=sys.stderr)
@@ -191,8 +242,9 @@ def run_sft(args: argparse.Namespace) -> int:
     rep = write_sft_parquet(iter_pairs_parquet(args.pairs), args.out, read_teacher_jsonl(args.teacher), config=cfg,
                             progress=True)
     if args.problems:
-        with open(args.problems, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(x) + "\n" for x in rep.problems)
+        from taosr1_verl.files import atomic_write_text
+
+        atomic_write_text(args.problems, "".join(json.dumps(x) + "\n" for x in rep.problems))
     print(json.dumps({"rows_in": rep.n_in, "rows_out": rep.n_out, "dropped": rep.dropped}))
     return 0
 
@@ -207,11 +259,12 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+@interruptible("data teach")
 def run_teach(args: argparse.Namespace) -> int:
     from taosr1_verl.data.teacher_vllm import TeacherConfig, generate_teacher_file
 
     n = generate_teacher_file(args.pairs, args.model, args.out, TeacherConfig(
         rules_path=args.rules, top_k=args.top_k, max_tokens=args.max_tokens, temperature=args.temperature,
-        batch_size=args.batch_size), limit=args.limit)
+        batch_size=args.batch_size), limit=args.limit, resume=not args.no_resume)
     print(json.dumps(n))
     return 0

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taosr1_verl.data.pairs import Pair
-from taosr1_verl.files import atomic_path, iter_jsonl
+from taosr1_verl.files import atomic_path, iter_jsonl, replace, temp_path
 from taosr1_verl.prompts import PromptConfig, build_messages
 from taosr1_verl.response import ResponseFormat, make_parser
 from taosr1_verl.schema import LabelSchema, get_schema
@@ -194,14 +194,19 @@ MAX_PROBLEMS = 10_000
 
 
 class AtomicParquet:
-    """Batched ParquetWriter into ``<path>.tmp-<pid>``, renamed onto ``path`` on success."""
+    """Batched ParquetWriter into a temp file beside ``path`` (:func:`taosr1_verl.files.temp_path`), renamed
+    onto ``path`` on success and removed on any error (Ctrl-C included)."""
 
     def __init__(self, path: str | os.PathLike[str], schema: pa.Schema) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = temp_path(self.path)
         self.schema = schema
-        self.writer = pq.ParquetWriter(self.tmp, schema)
+        try:
+            self.writer = pq.ParquetWriter(self.tmp, schema)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         self.rows: list[dict[str, Any]] = []
 
     def add(self, row: dict[str, Any]) -> None:
@@ -224,7 +229,7 @@ class AtomicParquet:
         finally:
             self.writer.close()
             if exc_type is None:
-                os.replace(self.tmp, self.path)
+                replace(self.tmp, self.path)
             else:
                 self.tmp.unlink(missing_ok=True)
 

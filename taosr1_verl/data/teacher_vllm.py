@@ -8,7 +8,10 @@ the SFT file is built (:func:`taosr1_verl.data.builders.write_sft_parquet`), whe
 reported and dropped.
 
 The output is resumable: pair ids already in the file are skipped, and each batch is appended and flushed
-before the next starts. vLLM is imported only inside :func:`generate_teacher_file`.
+before the next starts. ``<out>.manifest.json`` records the model, pairs, rules and options the file is made
+with (:func:`taosr1_verl.run_manifest.open_resumable`): a rerun with other ones refuses instead of mixing
+answers of two teachers in one file, and a finished file whose answers all exist needs no model at all.
+vLLM is imported only inside :func:`generate_teacher_file`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from taosr1_verl.data.pairs import Pair
 from taosr1_verl.data.synth.kb import Rule, RuleKB, load_rules
 from taosr1_verl.prompts import render_attributes
+from taosr1_verl.run_manifest import RunSpec, mark_complete, mark_partial, open_resumable
 from taosr1_verl.schema import get_schema
 from taosr1_verl.scoring.vllm_backend import cpu_engine_env, shutdown_llm
 
@@ -157,13 +161,28 @@ def make_teacher_llm(model: str | os.PathLike[str], config: TeacherConfig | None
     return LLM(**kwargs)
 
 
+def teacher_spec(pairs: str | os.PathLike[str] | None, model: str | os.PathLike[str], config: TeacherConfig
+                 ) -> RunSpec:
+    """What a teacher file is made of: the pairs file, the model, the rule KB and the options that change
+    answers (not ``batch_size`` or ``limit``: a larger limit continues the same file)."""
+    from importlib import resources
+
+    rules = config.rules_path or str(resources.files("taosr1_verl.data.synth").joinpath("rules.yaml"))
+    opts = {k: getattr(config, k) for k in ("top_k", "reveal_label", "schema", "max_tokens", "temperature",
+                                             "max_model_len")}
+    return RunSpec("data teach", opts, {"pairs": pairs, "rules": rules,
+                                        "model": model if Path(model).exists() else {"name": str(model)}})
+
+
 def generate_teacher_file(
     pairs: str | os.PathLike[str] | Iterable[Pair], model: str | os.PathLike[str], out: str | os.PathLike[str],
-    config: TeacherConfig | None = None, *, limit: int | None = None, llm=None,
+    config: TeacherConfig | None = None, *, limit: int | None = None, llm=None, resume: bool = True,
 ) -> dict[str, int]:
     """Write teacher answers for ``pairs`` (a pairs parquet or an iterable) with a local model on vLLM.
 
     Returns ``{"done_before": ..., "written": ...}``. Pass ``llm`` to reuse a running ``vllm.LLM``.
+    ``resume=False`` discards an existing ``out``; otherwise an ``out`` made with another model, pairs file
+    or options is refused (:class:`taosr1_verl.errors.UserError`).
     """
     import itertools
 
@@ -172,21 +191,32 @@ def generate_teacher_file(
     cfg = config or TeacherConfig()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    spec = teacher_spec(pairs if isinstance(pairs, (str, os.PathLike)) else None, model, cfg)
+    status = open_resumable(out, spec, resume=resume)
     if isinstance(pairs, (str, os.PathLike)):
         pairs = iter_pairs_parquet(pairs)
     if limit is not None:
         pairs = itertools.islice(pairs, limit)
     done = _done_ids(out)
     todo = (p for p in pairs if p.pair_id not in done)
+    first = next(todo, None)
+    if first is None:
+        logger.info("teacher: all %d answers are already in %s", len(done), out)
+        if status != "complete":
+            mark_complete(out, spec, {"answers": len(done)})
+        return {"done_before": len(done), "written": 0}
+    mark_partial(out, spec)
     retriever = RuleRetriever(load_rules(cfg.rules_path))
     own = llm is None
     if own:
         llm = make_teacher_llm(model, cfg)
     try:
-        return _generate(llm, todo, out, cfg, retriever, len(done))
+        result = _generate(llm, itertools.chain([first], todo), out, cfg, retriever, len(done))
     finally:
         if own:
             shutdown_llm(llm)  # its memory goes when this frame ends
+    mark_complete(out, spec, {"answers": result["done_before"] + result["written"]})
+    return result
 
 
 def _generate(llm, todo: Iterable[Pair], out: Path, cfg: TeacherConfig, retriever: RuleRetriever,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from taosr1_verl.cli import main
 from taosr1_verl.data.builders import iter_pairs_parquet
@@ -140,3 +141,139 @@ def test_rule_teacher_file_round_trip_via_cli(tmp_path, capsys):
     a = pq.read_table(tmp_path / "sft.parquet").column("messages").to_pylist()
     b = pq.read_table(out / "sft_train.parquet").column("messages").to_pylist()
     assert [m[2] for m in a] == [m[2] for m in b]
+
+
+# ---- resume: complete only while options, inputs and every output match ------------------------------
+
+def _prepare(path, out, *extra):
+    return main(["data", "prepare", "--input", str(path), "--columns", "query=q,title=name,label=grade",
+                 "--schema", "wands", "--on-error", "skip", "--out", str(out), "--no-progress", *extra])
+
+
+def _hashes(out):
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())
+            if p.is_file() and p.name != "manifest.json"}
+
+
+def test_rows_appended_to_the_input_or_a_deleted_output_rebuild(tmp_path, caplog):
+    path, n_good, n_bad = _judgments(tmp_path)
+    out = tmp_path / "out"
+    assert _prepare(path, out) == 0
+    with caplog.at_level("INFO"):
+        assert _prepare(path, out) == 0
+    assert "nothing to do" in caplog.text
+    with open(path, "a", encoding="utf-8") as f:
+        f.writelines(f"new query {i}\tnew item {i}\tExact\tB\n" for i in range(30))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert _prepare(path, out) == 0
+    assert "nothing to do" not in caplog.text and "size" in caplog.text
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["input"]["input"] == n_good + n_bad + 30 and sum(m["pairs_per_split"].values()) == n_good + 30
+    (out / "rl_train.parquet").unlink()
+    assert _prepare(path, out) == 0
+    assert pq.read_table(out / "rl_train.parquet").num_rows == m["files"]["rl_train.parquet"]["n_out"]
+
+
+def test_split_files_of_another_seed_left_by_an_interrupted_rebuild_are_not_accepted(tmp_path):
+    # The issue's example: seed 0 done; a seed-1 rebuild interrupted after its split files were renamed into
+    # place (here: copied over); rerunning seed 0 must rebuild, not report "already prepared" over them.
+    import shutil
+
+    path, _, _ = _judgments(tmp_path)
+    out, other = tmp_path / "out", tmp_path / "seed1"
+    assert _prepare(path, out, "--seed", "0") == 0
+    ref = _hashes(out)
+    assert _prepare(path, other, "--seed", "1") == 0
+    for name in ("pairs_train.parquet", "pairs_val.parquet", "pairs_test.parquet"):
+        shutil.copy(other / name, out / name)
+    assert _hashes(out) != ref
+    assert _prepare(path, out, "--seed", "0") == 0
+    assert _hashes(out) == ref
+
+
+def _run_killed_at(step, argv):
+    """Run the CLI in a forked child that SIGKILLs itself right after its ``step``-th file step."""
+    import multiprocessing
+    import os
+
+    def child():
+        os.environ["TAOSR1_KILL_AT_FILE_STEP"] = str(step)
+        os._exit(main(argv))
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(120)
+    return proc.exitcode
+
+
+def test_an_interrupted_rebuild_at_any_file_step_is_never_taken_as_complete(tmp_path):
+    """Seed 0 finishes; a seed-1 rebuild is killed after its k-th rename/removal, for every k; the next
+    seed-0 run must leave exactly the files of a clean seed-0 build (never "already prepared" over a mix)."""
+    import signal
+
+    path, _, _ = _judgments(tmp_path)
+    ref = {}
+    for seed in (0, 1):
+        assert _prepare(path, tmp_path / f"ref{seed}", "--seed", str(seed)) == 0
+        ref[seed] = _hashes(tmp_path / f"ref{seed}")
+    assert ref[0]["pairs_train.parquet"] != ref[1]["pairs_train.parquet"]
+    out = tmp_path / "out"
+    argv1 = ["data", "prepare", "--input", str(path), "--columns", "query=q,title=name,label=grade", "--schema",
+             "wands", "--on-error", "skip", "--out", str(out), "--no-progress", "--seed", "1"]
+    step, finished = 0, False
+    while not finished:
+        step += 1
+        assert _prepare(path, out, "--seed", "0") == 0
+        assert _hashes(out) == ref[0], f"step {step}"
+        code = _run_killed_at(step, argv1)
+        finished = code == 0
+        assert finished or code == -signal.SIGKILL
+        # Whatever the kill left, a manifest that reads complete vouches for exactly its own files.
+        m = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else None
+        if m is not None and m.get("complete"):
+            seed = m["options"]["seed"]
+            assert _hashes(out) == ref[seed], f"step {step}: manifest of seed {seed} over other files"
+    assert step > 10 and _hashes(out) == ref[1]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging or temp file left
+
+
+def test_nonsense_options_are_clear_errors(tmp_path, capsys):
+    path, _, _ = _judgments(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        _prepare(path, tmp_path / "o", "--per-class", "0")
+    assert e.value.code == 2 and "--per-class: expected a positive integer, got 0" in capsys.readouterr().err
+    rc = _prepare(path, tmp_path / "o", "--splits", "train=0.5,x/../../../escape=0.5")
+    assert rc == 2 and "split name 'x/../../../escape'" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*escape*"))
+    assert _prepare(tmp_path, tmp_path / "o") == 2 and "not a file" in capsys.readouterr().err
+
+
+def test_nfc_and_nfd_spellings_of_a_query_land_in_one_split(tmp_path):
+    import unicodedata
+
+    lines = ["q\tname\tgrade"]
+    for i in range(200):
+        q = f"caf\u00e9 cr\u00e8me {i}"
+        lines += [f"{q}\titem a{i}\tExact", f"{unicodedata.normalize('NFD', q)}\titem b{i}\tPartial"]
+    path = tmp_path / "u.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert _prepare(path, out) == 0
+    tr, va, te = (_queries(out / f"pairs_{s}.parquet") for s in ("train", "val", "test"))
+    assert len(tr | va | te) == 200 and not (tr & te) and not (tr & va) and not (va & te)
+
+
+def test_manifest_and_drop_report_are_readable_like_other_outputs(tmp_path):
+    import os
+
+    path, _, _ = _judgments(tmp_path)
+    old = os.umask(0o022)
+    try:
+        assert _prepare(path, tmp_path / "out") == 0
+    finally:
+        os.umask(old)
+    for name in ("manifest.json", "dropped.jsonl", "rl_train.parquet"):
+        assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o644, name

@@ -64,3 +64,29 @@ def test_vllm_teacher_generates_resumes_and_sft_reports_invalid(tmp_path, tiny_m
     assert rep.n_out + sum(rep.dropped.values()) == 12 == rep.n_in
     assert len(rep.problems) == sum(rep.dropped.values())
     assert pq.read_table(tmp_path / "sft.parquet").num_rows == rep.n_out
+
+
+def test_a_teacher_file_of_another_model_or_options_is_refused_and_a_finished_one_needs_no_model(tmp_path):
+    from taosr1_verl.data import rule_teacher, write_teacher_jsonl
+    from taosr1_verl.data.teacher_vllm import generate_teacher_file, teacher_spec
+    from taosr1_verl.errors import UserError
+    from taosr1_verl.run_manifest import mark_complete
+
+    pairs = generate_synthetic(6, seed=2)
+    models = {}
+    for name in ("a", "b"):
+        models[name] = tmp_path / name
+        models[name].mkdir()
+        (models[name] / "config.json").write_text(json.dumps({"model": name}))
+    out = tmp_path / "teacher.jsonl"
+    write_teacher_jsonl(pairs, out, rule_teacher)  # a finished file, as generate_teacher_file leaves it
+    mark_complete(out, teacher_spec(None, models["a"], TeacherConfig()))
+    # every answer is there: nothing to generate, so no vLLM engine is started
+    assert generate_teacher_file(pairs, models["a"], out, TeacherConfig()) == {"done_before": 6, "written": 0}
+    with pytest.raises(UserError, match=f"input model: {models['a']} -> {models['b']}; pass --no-resume"):
+        generate_teacher_file(pairs, models["b"], out, TeacherConfig())
+    with pytest.raises(UserError, match=r"other options: \(temperature 0.0 -> 0.7\)"):
+        generate_teacher_file(pairs, models["a"], out, TeacherConfig(temperature=0.7))
+    (tmp_path / "teacher.jsonl.manifest.json").unlink()
+    with pytest.raises(UserError, match="exists without teacher.jsonl.manifest.json"):
+        generate_teacher_file(pairs, models["a"], out, TeacherConfig())
