@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from taosr1_verl.run_manifest import interruptible
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (pairs.parquet, difficulty.parquet, report.*)")
@@ -19,6 +21,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-teacher", action="store_true", help="never use teacher answers")
     p.add_argument("--jsonl", action="store_true", help="also write pairs.jsonl")
     p.add_argument("--reward", default="{}", help='reward options as JSON, e.g. \'{"schema": "esci"}\' (same as GRPO)')
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over: discard what --out holds (a rerun otherwise does nothing when --out is complete "
+                        "for these options and inputs, continues unfinished sampling, and refuses samples drawn "
+                        "with another model or sampling options)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +74,7 @@ def _summary(res) -> int:
     return 0
 
 
+@interruptible("passn")
 def run_passn(args: argparse.Namespace) -> int:
     from taosr1_verl.pairs.generate import SamplingConfig
     from taosr1_verl.pairs.stage import run_passn as run
@@ -77,13 +84,14 @@ def run_passn(args: argparse.Namespace) -> int:
     kw: dict = {"threads": args.threads, "batch_size": args.batch_size} if args.backend == "hf" else {"seed": args.seed}
     res = run(args.prompts, args.out, backend=args.backend, model=args.model, sampling=sampling,
               pairing=_pairing(args), reward_kwargs=_reward(args), teacher=args.teacher,
-              chunk_size=args.chunk_size, jsonl=args.jsonl, backend_kwargs=kw)
+              chunk_size=args.chunk_size, jsonl=args.jsonl, backend_kwargs=kw, resume=not args.no_resume)
     return _summary(res)
 
 
+@interruptible("pairs")
 def run_pairs(args: argparse.Namespace) -> int:
     from taosr1_verl.pairs.stage import run_pairs as run
 
     res = run(args.responses, args.out, prompts_path=args.prompts, pairing=_pairing(args),
-              reward_kwargs=_reward(args), teacher=args.teacher, jsonl=args.jsonl)
+              reward_kwargs=_reward(args), teacher=args.teacher, jsonl=args.jsonl, resume=not args.no_resume)
     return _summary(res)

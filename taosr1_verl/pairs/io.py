@@ -158,7 +158,10 @@ def read_responses(path: str | os.PathLike[str], prompt_key: str = "prompt") -> 
     * ``.parquet``: verl ``main_generation_server`` output (RL rows + ``responses``); the prompts come with
       it and are returned as the second item.
     * ``.jsonl``: per prompt ``{"index", "responses": [...]}`` or per sample ``{"index", "response"}``
-      (optional ``n_tokens``); the prompts must come from the RL parquet (second item ``None``).
+      (optional ``n_tokens``); the prompts must come from the RL parquet (second item ``None``). A prompt
+      gets its responses from one per-prompt line or from per-sample lines: a second per-prompt line for
+      an index (or a mix of both kinds) is not merged but dropped and listed in ``dropped`` with the line
+      that gave the prompt's responses first.
 
     Non-string responses are kept as their ``str()``: they are graded as malformed, never trusted.
     """
@@ -177,12 +180,22 @@ def read_responses(path: str | os.PathLike[str], prompt_key: str = "prompt") -> 
                 raise ValueError(f"{path} row {r}: field 'responses' must be a list of strings (verl generation output)")
             rs.responses[p.index] = [x if isinstance(x, str) else str(x) for x in resp]
         return rs, prompts
+    first: dict[int, tuple[int, bool]] = {}  # index -> (line of its first responses, per-prompt line?)
     for lineno, row in iter_jsonl(path):
         where = f"{path}:{lineno}"
         if "index" not in row:
             raise ValueError(f"{where}: missing field 'index'")
         idx = _index(row["index"], where)
-        if "responses" in row:
+        per_prompt = "responses" in row
+        seen = first.setdefault(idx, (lineno, per_prompt))
+        if seen[0] != lineno and (per_prompt or seen[1]):
+            n = len(row["responses"]) if per_prompt and isinstance(row["responses"], list) else 1
+            rs.dropped.append({"index": idx, "line": lineno, "responses": n,
+                               "reason": f"duplicate: line {seen[0]} already gave this prompt's responses"})
+            logger.warning("%s: index %d already has responses from line %d; this line is dropped, not merged",
+                           where, idx, seen[0])
+            continue
+        if per_prompt:
             resp = row["responses"]
             if not isinstance(resp, list):
                 raise ValueError(f"{where}: field 'responses' must be a list")

@@ -1,5 +1,11 @@
 """The pass@N stage end to end: sample (resumable) -> grade -> difficulty file -> pairs -> report.
 
+Resume (``taosr1_verl.run_manifest``): ``samples.jsonl`` grows chunk by chunk and
+``samples.jsonl.manifest.json`` records the prompts, model, backend and sampling options it is drawn with;
+a rerun continues it only under the same ones and refuses otherwise (``resume=False`` starts over). The
+graded outputs are built in a staging directory and published with ``manifest.json`` last; a rerun whose
+options, inputs and outputs all match that manifest does nothing (no model is loaded).
+
 Example (not run: loads a model)::
 
     from taosr1_verl.pairs.stage import run_passn
@@ -35,6 +41,16 @@ from taosr1_verl.pairs.io import (
 from taosr1_verl.pairs.passk import mean_pass_at_k, pass_at_k_curve
 from taosr1_verl.pairs.rule import OUTCOMES, PairConfig, PairingReport, PromptGroup, decide
 from taosr1_verl.rewards import get_scorer
+from taosr1_verl.run_manifest import (
+    OutputDir,
+    RunSpec,
+    discard,
+    make_output_dir,
+    mark_complete,
+    mark_partial,
+    open_resumable,
+    verify,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +60,8 @@ DIFFICULTY_FILE = "difficulty.parquet"
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 PLOT_FILE = "pass_at_k.png"
+OWNED = (PAIRS_FILE, "pairs.jsonl", DIFFICULTY_FILE, REPORT_MD, REPORT_JSON, PLOT_FILE)
+"""The graded outputs a run publishes (``samples.jsonl`` is kept across runs of the same sampling spec)."""
 
 
 @dataclass
@@ -220,6 +238,36 @@ def _plot(curve: Sequence[float], path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _model_input(model: str | os.PathLike[str] | None, backend: Any) -> str | dict[str, str]:
+    path = model or getattr(getattr(backend, "tokenizer", None), "name_or_path", None)
+    if path and Path(path).exists():
+        return str(path)
+    return {"name": str(path or getattr(backend, "name", "backend"))}
+
+
+def _already_done(out: Path, spec: RunSpec) -> StageResult | None:
+    verdict = verify(out, spec)
+    if not verdict.complete:
+        if verdict.manifest is not None:
+            logger.info("%s: running again (%s)", out, verdict.reason)
+        return None
+    logger.info("%s is complete for these options and inputs; nothing to do", out)
+    import pyarrow.parquet as pq
+
+    report = json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
+    return StageResult(out, pq.read_table(out / PAIRS_FILE).to_pylist(), report)
+
+
+def _publish(out: Path, spec: RunSpec, groups: Sequence[PromptGroup], pairing: PairConfig | None,
+             reward_kwargs: Mapping[str, Any] | None, jsonl: bool, dropped: Sequence[Mapping[str, Any]],
+             extra: Mapping[str, Any], keep: Sequence[str] = ()) -> StageResult:
+    with OutputDir(out, spec, owned=OWNED) as od:
+        result = pair_and_write(groups, od.staging, pairing, reward_kwargs, jsonl, dropped, extra=extra)
+        od.commit(keep=keep)
+    result.out_dir = out
+    return result
+
+
 def run_passn(
     prompts_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -233,34 +281,60 @@ def run_passn(
     jsonl: bool = False,
     backend_kwargs: Mapping[str, Any] | None = None,
     progress: bool = True,
+    resume: bool = True,
 ) -> StageResult:
-    """Sample N responses per prompt with our backend, then grade, pair and report (resumable)."""
+    """Sample N responses per prompt with our backend, then grade, pair and report (resumable).
+
+    ``resume=False`` discards what ``out_dir`` holds (samples included) and starts over; otherwise samples
+    drawn with another model, backend, prompts file or sampling options are refused
+    (:class:`taosr1_verl.errors.UserError`) instead of being graded as if they were this run's.
+    """
     sampling = sampling or SamplingConfig()
+    out = Path(out_dir)
+    own = isinstance(backend, str)
+    if own and not model:
+        raise ValueError("run_passn: a model path is needed to sample")
+    inputs = {"prompts": prompts_path, "model": _model_input(model, None if own else backend)}
+    sample_spec = RunSpec("passn samples", {"backend": backend if own else backend.name,
+                                            "sampling": asdict(sampling)}, inputs)
+    spec = RunSpec("passn", {**sample_spec.options, "pairing": asdict(pairing or PairConfig()),
+                             "reward": dict(reward_kwargs or {}), "jsonl": jsonl}, {**inputs, "teacher": teacher})
+    if resume and (done := _already_done(out, spec)) is not None:
+        return done
+    make_output_dir(out)
+    if not resume:
+        discard(out, OWNED)
+    samples = out / SAMPLES_FILE
+    status = open_resumable(samples, sample_spec, resume=resume)
     prompts = read_prompts(prompts_path)
     teach = read_teacher(teacher) if teacher else None
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    own = isinstance(backend, str)
-    if own:
-        if not model:
-            raise ValueError("run_passn: a model path is needed to sample")
-        t0 = time.perf_counter()
-        be = get_backend(backend, model, **dict(backend_kwargs or {}))
-        startup = time.perf_counter() - t0
-    else:
-        be, startup = backend, 0.0
-    try:
-        responses, stats = sample_prompts(prompts, be, sampling, out / SAMPLES_FILE, chunk_size, progress)
-    finally:
+    have = read_samples_done(samples).responses if status != "fresh" else {}
+    missing = sum(1 for p in prompts if len(have.get(p.index, ())) != sampling.n)
+    startup = 0.0
+    if missing:
+        mark_partial(samples, sample_spec)
         if own:
-            be.close()
+            t0 = time.perf_counter()
+            be = get_backend(backend, model, **dict(backend_kwargs or {}))
+            startup = time.perf_counter() - t0
+        else:
+            be = backend
+        try:
+            responses, stats = sample_prompts(prompts, be, sampling, samples, chunk_size, progress)
+        finally:
+            if own:
+                be.close()
+    else:
+        responses = read_samples_done(samples)
+        stats = {"generate_s": 0.0, "generated_tokens": 0.0, "sampled_prompts": 0.0}
+    if status != "complete" or missing:
+        mark_complete(samples, sample_spec, {"prompts": len(prompts)})
     t0 = time.perf_counter()
     groups, dropped = build_groups(prompts, responses, teach, reward_kwargs)
     t_grade = time.perf_counter() - t0
-    result = pair_and_write(
-        groups, out, pairing, reward_kwargs, jsonl, dropped,
-        extra={"backend": be.name, "sampling": asdict(sampling), "generation": {**stats, "startup_s": startup}},
-    )
+    result = _publish(out, spec, groups, pairing, reward_kwargs, jsonl, dropped,
+                      {"backend": sample_spec.options["backend"], "sampling": asdict(sampling),
+                       "generation": {**stats, "startup_s": startup}}, keep=[SAMPLES_FILE])
     result.timings.update(stats, startup_s=startup, grade_s=t_grade)
     return result
 
@@ -273,8 +347,18 @@ def run_pairs(
     reward_kwargs: Mapping[str, Any] | None = None,
     teacher: str | os.PathLike[str] | None = None,
     jsonl: bool = False,
+    resume: bool = True,
 ) -> StageResult:
-    """Grade, pair and report responses generated elsewhere (verl generation parquet or JSONL)."""
+    """Grade, pair and report responses generated elsewhere (verl generation parquet or JSONL).
+
+    Rerun with the same responses, prompts, teacher and options, it does nothing (``resume=False`` redoes it).
+    """
+    out = Path(out_dir)
+    spec = RunSpec("pairs", {"pairing": asdict(pairing or PairConfig()), "reward": dict(reward_kwargs or {}),
+                             "jsonl": jsonl},
+                   {"responses": responses_path, "prompts": prompts_path, "teacher": teacher})
+    if resume and (done := _already_done(out, spec)) is not None:
+        return done
     responses, prompts = read_responses(responses_path)
     if prompts is None:
         if prompts_path is None:
@@ -282,4 +366,5 @@ def run_pairs(
         prompts = read_prompts(prompts_path)
     teach = read_teacher(teacher) if teacher else None
     groups, dropped = build_groups(prompts, responses, teach, reward_kwargs)
-    return pair_and_write(groups, out_dir, pairing, reward_kwargs, jsonl, dropped, extra={"responses_file": str(responses_path)})
+    return _publish(out, spec, groups, pairing, reward_kwargs, jsonl, [*responses.dropped, *dropped],
+                    {"responses_file": str(responses_path)})

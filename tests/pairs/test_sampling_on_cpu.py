@@ -73,13 +73,15 @@ def test_hf_passn_cli_end_to_end_and_resume(tiny: Path, rl: dict[str, Path], cap
     for row in pairs:
         assert compute_score("t", row["chosen"][0]["content"], "4")["acc"] == 1
         assert compute_score("t", row["rejected"][0]["content"], "4")["acc"] == 0
-    # Resume: a second run samples nothing new and reproduces the same files.
-    before = (out / "samples.jsonl").read_text()
+    # Resume: a second run finds the run complete and leaves every file as it was.
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert main(argv) == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # Other pairing options: the samples are reused (nothing sampled), the pairs rebuilt.
+    assert main([*argv, "--chosen", "longest"]) == 0
     rep2 = json.loads((out / "report.json").read_text())
-    assert rep2["generation"]["sampled_prompts"] == 0
-    assert (out / "samples.jsonl").read_text() == before
-    assert rep2["outcomes"] == rep["outcomes"]
+    assert rep2["generation"]["sampled_prompts"] == 0 and rep2["outcomes"] == rep["outcomes"]
+    assert (out / "samples.jsonl").read_bytes() == before["samples.jsonl"]
 
 
 @pytest.mark.slow
@@ -128,3 +130,30 @@ def test_in_process_engine_applies_to_its_own_engine_only(tiny: Path) -> None:
         assert type(llm.llm_engine.engine_core).__name__ == "SyncMPClient"
     finally:
         shutdown_llm(llm)
+
+
+def test_passn_into_a_dir_sampled_with_another_model_or_temperature_refuses(
+        tiny_model_dir: Path, rl: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # HF generate on the session's tiny model: a few seconds, no engine
+    import shutil
+
+    tiny = tiny_model_dir
+    out = tmp_path / "out"
+    argv = ["passn", "--prompts", str(rl["rl"]), "--model", str(tiny), "--backend", "hf", "-n", "2",
+            "--max-new-tokens", "4", "--threads", "1", "--out", str(out)]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny, other)
+    cfg = json.loads((other / "generation_config.json").read_text())
+    (other / "generation_config.json").write_text(json.dumps({**cfg, "top_k": 5}))
+    capsys.readouterr()
+    for extra, why in ((["--temperature", "0.7"], "sampling.temperature 1.0 -> 0.7"),
+                       (["--model", str(other)], f"input model: {tiny} -> {other}")):
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "pass --no-resume to start over" in err, err
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing touched
+    assert main([*argv, "--temperature", "0.7", "--no-resume"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["sampling"]["temperature"] == 0.7 and rep["generation"]["sampled_prompts"] == 4

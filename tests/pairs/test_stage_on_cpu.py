@@ -149,3 +149,76 @@ def test_samples_file_resumes_after_a_torn_line(tmp_path: Path) -> None:
     assert done.responses == {1: ["a"], 2: ["b"]} and done.n_tokens[2] == [4]
     append_samples(path, [3], [[Sample("c", 1)]])
     assert read_samples_done(path).responses == {1: ["a"], 2: ["b"], 3: ["c"]}
+
+
+def test_repeated_response_lines_for_a_prompt_are_reported_not_merged(files: dict[str, Path], tmp_path: Path) -> None:
+    p = tmp_path / "dup.jsonl"
+    with open(p, "w") as f:
+        for _ in range(3):  # the same prompt's three responses, given three times
+            f.write(json.dumps({"index": 10, "responses": RESPONSES[10]}) + "\n")
+        f.write(json.dumps({"index": 11, "response": ok("1")}) + "\n")
+        f.write(json.dumps({"index": 11, "response": ok("2")}) + "\n")  # per-sample lines: one prompt, two samples
+    res = run_pairs(p, tmp_path / "o", prompts_path=files["rl"])
+    diff = read_difficulty(tmp_path / "o" / "difficulty.parquet")
+    assert (diff[10]["n"], diff[11]["n"]) == (3, 2)
+    dropped = res.report["dropped_responses"]
+    assert [(d["index"], d["line"]) for d in dropped] == [(10, 2), (10, 3)]
+    assert all("line 1 already gave this prompt's responses" in d["reason"] for d in dropped)
+
+
+def _tree(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file() and p.name != "manifest.json"}
+
+
+def test_pairs_rerun_does_nothing_until_an_input_or_option_changes(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    first = run_pairs(files["jsonl"], out, prompts_path=files["rl"], teacher=files["teacher"], jsonl=True)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = run_pairs(files["jsonl"], out, prompts_path=files["rl"], teacher=files["teacher"], jsonl=True)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+    assert again.report == first.report and len(again.pairs) == len(first.pairs) and again.out_dir == out
+    # without --jsonl: the old pairs.jsonl must not stay beside the new files
+    run_pairs(files["jsonl"], out, prompts_path=files["rl"], teacher=files["teacher"])
+    assert not (out / "pairs.jsonl").exists()
+    with open(files["jsonl"], "a") as f:
+        f.write(json.dumps({"index": 13, "response": ok("3")}) + "\n")  # prompt 13 gets a right answer
+    res = run_pairs(files["jsonl"], out, prompts_path=files["rl"], teacher=files["teacher"])
+    assert res.report["outcomes"]["skipped_no_teacher"] == 0
+
+
+def test_pairs_killed_at_any_file_step_never_leaves_a_complete_looking_mix(files: dict[str, Path], tmp_path: Path):
+    import multiprocessing
+    import os
+    import signal
+
+    from taosr1_verl.pairs.rule import PairConfig
+
+    def run(out, chosen, kill_at=None):
+        def child():
+            if kill_at:
+                os.environ["TAOSR1_KILL_AT_FILE_STEP"] = str(kill_at)
+            run_pairs(files["jsonl"], out, prompts_path=files["rl"], teacher=files["teacher"], jsonl=chosen == "first",
+                      pairing=PairConfig(chosen=chosen))
+            os._exit(0)
+
+        proc = multiprocessing.get_context("fork").Process(target=child)
+        proc.start()
+        proc.join(60)
+        return proc.exitcode
+
+    refs = {}
+    for chosen in ("shortest", "first"):
+        assert run(tmp_path / chosen, chosen) == 0
+        refs[chosen] = _tree(tmp_path / chosen)
+    out = tmp_path / "out"
+    step, code = 0, None
+    while code != 0:
+        step += 1
+        assert run(out, "shortest") == 0 and _tree(out) == refs["shortest"]
+        code = run(out, "first", kill_at=step)
+        assert code in (0, -signal.SIGKILL)
+        m = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
+        if m.get("complete"):
+            assert _tree(out) == refs[m["options"]["pairing"]["chosen"]], f"step {step}"
+    assert step > 5 and _tree(out) == refs["first"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
