@@ -1,8 +1,11 @@
 """The whole AutoFAS run on a teacher cache: split, features, latency table, search, retrain, export, report.
 
-Stages write their results into ``out_dir`` and are reused on a re-run (resumable): ``features.json``
-(the fitted extractor), ``latency.json`` (re-measured only when it does not match the settings),
-``search.json``. The student and the random baselines are retrained every time (seconds).
+Resume (``taosr1_verl.run_manifest``): ``manifest.json``, written last, records the config, a content hash
+of the teacher table and every output; a rerun that matches all of them does nothing. Otherwise two caches
+in ``out_dir`` are reused when their own settings match: ``latency.json`` (the measured table) and
+``search.json`` (the search result, keyed by the teacher table's hash too); the student and the random
+baselines are retrained (seconds) and every other output is rebuilt in a staging directory and published
+with the manifest last.
 
 Outputs: ``student.onnx`` (inputs named after the kept fields, output ``probs``), ``features.json``
 (what the serving side needs to build the inputs), ``report.json``/``report.md`` and three PNG plots.
@@ -15,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -44,6 +48,7 @@ from taosr1_verl.autofas.student import (
 from taosr1_verl.autofas.teacher import TeacherTable
 from taosr1_verl.data.pairs import Pair
 from taosr1_verl.files import atomic_write_json
+from taosr1_verl.run_manifest import OutputDir, RunSpec, make_output_dir, verify
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +101,19 @@ def split_by_query(pairs: Sequence[Pair], fraction: float, salt: str) -> tuple[l
     return rest, held
 
 
+OWNED = ("features.json", "student.onnx", "report.json", "report.md", "*.png")
+"""Outputs a run publishes besides the two caches (``latency.json``, ``search.json``)."""
+
+
+def teacher_fingerprint(table: TeacherTable) -> dict[str, Any]:
+    """Content hash of a teacher table (pairs, probabilities, teacher name, schema): the run's input."""
+    h = hashlib.sha256(f"{table.teacher}\x1f{table.schema.name}\x1f".encode())
+    for p in table.pairs:
+        h.update(json.dumps(p.to_record(), sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    h.update(np.ascontiguousarray(table.probs, dtype=np.float64).tobytes())
+    return {"sha256": h.hexdigest(), "pairs": len(table.pairs), "teacher": table.teacher}
+
+
 def _latency_table(out: Path, cfg: AutoFASConfig, ex: FeatureExtractor, n_levels: int, progress: bool,
                    sample: Sequence[Pair]) -> LatencyTable:
     path = out / "latency.json"
@@ -143,14 +161,30 @@ def run_autofas(table: TeacherTable, out_dir: str | os.PathLike[str], cfg: AutoF
                 progress: bool = False) -> dict[str, Any]:
     """Run every stage (see the module docstring) and return the report dict."""
     cfg = cfg or AutoFASConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(out_dir)
+    teacher_fp = teacher_fingerprint(table)
+    spec = RunSpec("autofas search", asdict(cfg), {"teacher_cache": teacher_fp})
+    verdict = verify(out, spec)
+    if verdict.complete:
+        logger.info("%s is complete for this config and teacher table; nothing to do", out)
+        return json.loads((out / "report.json").read_text(encoding="utf-8"))
+    if verdict.manifest is not None:
+        logger.info("%s: running again (%s)", out, verdict.reason)
+    with OutputDir(out, spec, owned=OWNED) as od:
+        report = _run(table, out, od, cfg, teacher_fp, progress)
+        od.commit(keep=["latency.json", "search.json"])
+    return report
+
+
+def _run(table: TeacherTable, out: Path, od: OutputDir, cfg: AutoFASConfig, teacher_fp: dict[str, Any],
+         progress: bool) -> dict[str, Any]:
+    stage = od.staging
     with torch_threads(cfg.threads):
         train_rows, test_rows = split_by_query(table.pairs, cfg.test_fraction, "test")
         train, test = table.subset(train_rows), table.subset(test_rows)
         fit_rows, val_rows = split_by_query(train.pairs, cfg.val_fraction, "val")
         ex = FeatureExtractor(cfg.features).fit(train.pairs)
-        atomic_write_json(out / "features.json", ex.to_dict(), default=float)
+        atomic_write_json(stage / "features.json", ex.to_dict(), default=float)
         n_levels = len(table.schema)
         lat = _latency_table(out, cfg, ex, n_levels, progress, train.pairs[:256])
 
@@ -161,7 +195,8 @@ def run_autofas(table: TeacherTable, out_dir: str | os.PathLike[str], cfg: AutoF
 
         search_path = out / "search.json"
         settings = {"search": asdict(cfg.search), "space": asdict(cfg.space), "features": asdict(cfg.features),
-                    "teacher": table.teacher, "n_pairs": len(table.pairs), "latency": lat.meta.get("created")}
+                    "teacher": table.teacher, "n_pairs": len(table.pairs), "teacher_sha256": teacher_fp["sha256"],
+                    "latency": lat.meta.get("created")}
         result: SearchResult | None = None
         if search_path.exists():
             saved = json.loads(search_path.read_text())
@@ -175,13 +210,13 @@ def run_autofas(table: TeacherTable, out_dir: str | os.PathLike[str], cfg: AutoF
                                 cfg.search, progress=progress)
             atomic_write_json(search_path, {"settings": settings, "result": result.to_dict()}, default=float)
 
-        student = _evaluate(result.arch, "student", ex, cfg, lat, x_train, t_train, x_test, test, out,
-                            out / "student.onnx", progress)
+        student = _evaluate(result.arch, "student", ex, cfg, lat, x_train, t_train, x_test, test, stage,
+                            stage / "student.onnx", progress)
         rng = random.Random(cfg.search.seed)
         baselines = []
         for i in range(cfg.n_random):
             arch = random_architecture([s.name for s in ex.specs], cfg.space, lat, student["table_us"], rng)
-            baselines.append(_evaluate(arch, f"random{i}", ex, cfg, lat, x_train, t_train, x_test, test, out,
+            baselines.append(_evaluate(arch, f"random{i}", ex, cfg, lat, x_train, t_train, x_test, test, stage,
                                        None, progress))
 
     report: dict[str, Any] = {
@@ -195,6 +230,6 @@ def run_autofas(table: TeacherTable, out_dir: str | os.PathLike[str], cfg: AutoF
     if baselines:
         report["random_mean"] = {k: float(np.nanmean([b["metrics"][k] for b in baselines]))
                                  for k in ("kl", "auc_good", "overlap_at_k", "recall_k_in_m")}
-    report["plots"] = plot_report(out, report)
-    write_report(out, report)
+    report["plots"] = plot_report(stage, report)
+    write_report(stage, report)
     return report

@@ -9,6 +9,11 @@ stage instead of silently reusing stale output. A stage names the settings it re
 default all of them), and its fingerprint includes the previous stage's, so changing a late-stage
 setting (say the GRPO sampler) reruns only that stage and the ones after it. Each record also holds the
 stage's wall time and the peak memory of the whole process tree it ran (trainers, Ray, vLLM workers).
+
+The record is the stage's manifest (``taosr1_verl.run_manifest``): it also lists every file of the stage
+directory (size + SHA-256) and a digest of each earlier stage's files, and a stage counts as complete only
+while all of them still match. A deleted or edited output, or an earlier stage rerun on its own (``--until``)
+with other results, makes the stage run again.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -23,6 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from taosr1_verl.files import atomic_write_json, replace
+from taosr1_verl.run_manifest import fingerprint_output, output_change
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +70,24 @@ def read_record(stage_dir: Path) -> dict[str, Any] | None:
         return json.loads((stage_dir / RECORD).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def stage_outputs(stage_dir: Path) -> dict[str, Any]:
+    """Size and SHA-256 of every file under a stage directory (the record itself excluded)."""
+    out = {}
+    for root, _, names in os.walk(stage_dir):
+        for name in names:
+            p = Path(root) / name
+            rel = p.relative_to(stage_dir).as_posix()
+            if rel != RECORD and p.is_file():
+                out[rel] = fingerprint_output(p)
+    return dict(sorted(out.items()))
+
+
+def _digest(record: dict[str, Any] | None) -> str | None:
+    if record is None:
+        return None
+    return hashlib.sha256(json.dumps(record.get("outputs"), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_settings(stage_dir: Path) -> dict[str, Any]:
@@ -155,9 +182,25 @@ class Pipeline:
             if record.exists():
                 record.unlink()
 
+    def _inputs(self, stage: Stage) -> dict[str, str | None]:
+        """A digest of every earlier stage's files, as their records list them."""
+        before = self.stages[: self.stages.index(stage)]
+        return {st.name: _digest(read_record(self.ctx.run_dir / st.name)) for st in before}
+
+    def why_incomplete(self, stage: Stage) -> str | None:
+        """Why ``stage`` must run (``None``: its output is complete and current)."""
+        d = self.ctx.run_dir / stage.name
+        record = read_record(d)
+        if record is None:
+            return "not run yet"
+        if record.get("settings") != self._fingerprint(stage):
+            return "other settings"
+        if "outputs" not in record or record.get("inputs") != self._inputs(stage):
+            return "an earlier stage ran again"
+        return output_change(d, record["outputs"])
+
     def is_complete(self, stage: Stage) -> bool:
-        record = read_record(self.ctx.run_dir / stage.name)
-        return record is not None and record.get("settings") == self._fingerprint(stage)
+        return self.why_incomplete(stage) is None
 
     def run(self, rerun_from: str | None = None, until: str | None = None) -> dict[str, dict[str, Any]]:
         run_dir = self.ctx.run_dir
@@ -168,10 +211,13 @@ class Pipeline:
         total = len(self.stages)
         for i, stage in enumerate(self.stages, 1):
             out = run_dir / stage.name
-            if not stale and self.is_complete(stage):
+            why = "an earlier stage ran again" if stale else self.why_incomplete(stage)
+            if why is None:
                 self.ctx.summaries[stage.name] = read_record(out)["summary"]
                 logger.info("[%d/%d] %s: done before, skipped", i, total, stage.name)
             else:
+                if why != "not run yet":
+                    logger.info("[%d/%d] %s: running again (%s)", i, total, stage.name, why)
                 stale = True  # everything after a rerun stage depends on it
                 partial = run_dir / f".{stage.name}.partial"
                 if partial.exists():
@@ -185,11 +231,12 @@ class Pipeline:
                 summary = {**summary, "seconds": round(seconds, 1),
                            "peak_memory_gib": round(memory.peak_bytes / 2**30, 3)}
                 record = {"stage": stage.name, "settings": self._fingerprint(stage), "summary": summary,
+                          "inputs": self._inputs(stage), "outputs": stage_outputs(partial),
                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-                (partial / RECORD).write_text(json.dumps(record, indent=1, default=str))
+                atomic_write_json(partial / RECORD, record)
                 if out.exists():
                     shutil.rmtree(out)
-                partial.rename(out)
+                replace(partial, out)
                 self.ctx.summaries[stage.name] = summary
                 logger.info("[%d/%d] %s: finished in %.0f s, peak memory %.1f GiB", i, total, stage.name, seconds,
                             memory.peak_bytes / 2**30)

@@ -111,3 +111,77 @@ def test_records_hold_the_peak_memory_of_the_stage_process_tree(tmp_path):
     alloc, idle_peak = summaries["alloc"]["peak_memory_gib"], summaries["idle"]["peak_memory_gib"]
     assert alloc * 1024 >= idle_peak * 1024 + 0.9 * child_mib
     assert read_record(tmp_path / "alloc")["summary"]["peak_memory_gib"] == alloc
+
+
+# ---- a stage is complete only while its files and the earlier stages' files are the ones it recorded ------
+
+def _file_stages(calls: list[str], tag: dict[str, str]):
+    """Stages that write files from the previous stage's file and a tag (what an upstream rerun changes)."""
+    def make(name, prev):
+        def run(ctx, out):
+            calls.append(name)
+            before = (ctx.stage_dir(prev) / "out.txt").read_text() if prev else ""
+            (out / "out.txt").write_text(f"{before}{name}:{tag.get(name, '')};")
+            (out / "sub").mkdir()
+            (out / "sub" / "more.bin").write_bytes(name.encode() * 3)
+            return {}
+        return Stage(name, run)
+    return [make("a", None), make("b", "a"), make("c", "b")]
+
+
+def test_a_deleted_or_edited_output_makes_its_stage_run_again(tmp_path):
+    calls: list[str] = []
+    Pipeline(_file_stages(calls, {}), tmp_path, {}).run()
+    (tmp_path / "b" / "sub" / "more.bin").unlink()
+    calls.clear()
+    Pipeline(_file_stages(calls, {}), tmp_path, {}).run()
+    assert calls == ["b", "c"]
+    (tmp_path / "c" / "out.txt").write_text("edited")
+    calls.clear()
+    Pipeline(_file_stages(calls, {}), tmp_path, {}).run()
+    assert calls == ["c"] and (tmp_path / "c" / "out.txt").read_text() == "a:;b:;c:;"
+
+
+def test_an_earlier_stage_rerun_alone_makes_the_later_ones_run_again(tmp_path):
+    calls: list[str] = []
+    Pipeline(_file_stages(calls, {}), tmp_path, {}).run()
+    calls.clear()
+    Pipeline(_file_stages(calls, {"a": "v2"}), tmp_path, {}).run(rerun_from="a", until="a")  # a's files change
+    assert calls == ["a"]
+    calls.clear()
+    Pipeline(_file_stages(calls, {"a": "v2"}), tmp_path, {}).run()
+    assert calls == ["b", "c"] and (tmp_path / "c" / "out.txt").read_text() == "a:v2;b:;c:;"
+
+
+def test_a_pipeline_killed_at_any_file_step_reruns_what_is_not_complete(tmp_path):
+    import multiprocessing
+    import os
+    import signal
+
+    def run(run_dir, tag, kill_at=None):
+        def child():
+            if kill_at:
+                os.environ["TAOSR1_KILL_AT_FILE_STEP"] = str(kill_at)
+            Pipeline(_file_stages([], tag), run_dir, {}).run()
+            os._exit(0)
+        proc = multiprocessing.get_context("fork").Process(target=child)
+        proc.start()
+        proc.join(60)
+        return proc.exitcode
+
+    def final(run_dir):
+        return (run_dir / "c" / "out.txt").read_text()
+
+    step, code = 0, None
+    while code != 0:
+        step += 1
+        d = tmp_path / f"k{step}"
+        assert run(d, {}) == 0
+        # a rebuild from stage a with another output, killed at its step-th file step
+        Pipeline(_file_stages([], {"a": "v2"}), d, {}).invalidate_from("a")
+        code = run(d, {"a": "v2"}, kill_at=step)
+        assert code in (0, -signal.SIGKILL)
+        Pipeline(_file_stages([], {"a": "v2"}), d, {}).run()
+        assert final(d) == "a:v2;b:;c:;", f"step {step}"
+        assert not [p for p in d.iterdir() if p.name.startswith(".")]
+    assert step >= 6
