@@ -54,3 +54,23 @@ def test_trainer_is_registered_and_reads_the_rl_parquet(tmp_path):
     keys, levels = dataset_keys_and_levels(frame)
     assert keys.tolist() == [2, 0, 1]
     assert levels.tolist() == [3, 1, -1]
+
+
+def test_verl_constructor_keywords_stand_for_their_sampler_kwargs():
+    from taosr1_verl.integrations.verl.replay_buffer import TaoSR1ReplayBuffer, TaoSR1ReplayBufferAsync
+
+    # Built the way verl builds its own buffer (no TransferQueue needed to construct one).
+    rb = TaoSR1ReplayBuffer("sync", {}, None, "drop", {}, refill_fn=lambda n: n, filter_groups_metric="score",
+                            train_batch_size=4, gen_batch_size=None, max_inflight_gen_batches=2)
+    assert (rb.filter_groups_metric, rb.rule.metric, rb.train_batch_size, rb.gen_batch_size) == ("score", "score", 4, 1)
+    assert rb.refill_fn == rb._planned_refill and rb.max_inflight_gen_batches == 2
+    # None turns the filter off, as in verl: no refill wrapper, no train_batch_size needed.
+    off = TaoSR1ReplayBuffer("sync", {}, None, "drop", {}, filter_groups_metric=None)
+    assert off.filter_groups_metric is None and off.refill_fn is None
+    assert TaoSR1ReplayBufferAsync("separate_async", {}, 2, "drop", {"metric": None}).filter_groups_metric is None
+    with pytest.raises(ValueError, match="filter_groups_metric='acc' contradicts .*sampler_kwargs.metric='score'"):
+        TaoSR1ReplayBuffer("sync", {}, None, "drop", {"metric": "score"}, refill_fn=lambda n: n,
+                           filter_groups_metric="acc", train_batch_size=4)
+    std = TaoSR1ReplayBuffer("sync", {}, None, "drop", {"metric": "reward", "rule": "std_zero", "gamma": None,
+                                                        "refill": "verl", "train_batch_size": 2}, refill_fn=print)
+    assert std.rule.kind == "std_zero" and std.filter_groups_metric == "reward" and std.refill_fn is print
