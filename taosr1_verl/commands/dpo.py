@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from taosr1_verl.commands.args import input_file
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dpo", help="DPO training with TRL's DPOTrainer (reference = the SFT model)")
-    p.add_argument("--config", default=None,
+    p.add_argument("--config", type=input_file, default=None,
                    help="DPO recipe YAML (default: the dpo.yaml shipped in taosr1_verl.recipes)")
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (trl_args.KEY=VALUE for DPOConfig)")
     p.set_defaults(func=run)

@@ -5,21 +5,34 @@ from __future__ import annotations
 
 import argparse
 
+from taosr1_verl.commands.args import output_dir, parquet_file, positive_int, unit_float
 from taosr1_verl.commands.score import add_backend_args
+
+
+def modes_list(text: str) -> list[str]:
+    """argparse type: a comma list of evaluation modes."""
+    from taosr1_verl.evaluation.run import MODES
+
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"unknown evaluation mode(s) {bad or [text]}; choose from {', '.join(MODES)}")
+    return modes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model: macro-F1, tiers, false positives, CumPT calibration")
     add_backend_args(p)
-    p.add_argument("--data", required=True, help="eval parquet (RL layout: prompt, reward_model.ground_truth)")
-    p.add_argument("--out", required=True, help="output directory for the report")
-    p.add_argument("--modes", default="first_token", help="comma list of first_token, generate")
-    p.add_argument("--beta", type=float, help="CumPT threshold; default: calibrated on this data (in-sample)")
+    p.add_argument("--data", required=True, type=parquet_file,
+                   help="eval parquet (RL layout: prompt, reward_model.ground_truth)")
+    p.add_argument("--out", required=True, type=output_dir, help="output directory for the report")
+    p.add_argument("--modes", type=modes_list, default="first_token", help="comma list of first_token, generate")
+    p.add_argument("--beta", type=unit_float, help="CumPT threshold; default: calibrated on this data (in-sample)")
     p.add_argument("--metric", default="tier_macro_f1", choices=["tier_macro_f1", "macro_f1", "accuracy"],
                    help="what beta calibration maximises")
     p.add_argument("--format", default="post_cot", choices=["post_cot", "pre_cot"], help="response format (generate)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="generate mode: response length limit")
-    p.add_argument("--limit", type=int, help="evaluate only the first N rows")
+    p.add_argument("--max-new-tokens", type=positive_int, default=256, help="generate mode: response length limit")
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N rows")
     p.set_defaults(func=run)
 
 
@@ -27,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from taosr1_verl.commands.score import make_scorer_from_args
     from taosr1_verl.evaluation.run import evaluate_to_dir
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if "generate" in args.modes and args.backend == "openai":
+        raise ValueError("--modes generate needs --backend hf or vllm (the openai backend only scores)")
     with make_scorer_from_args(args) as scorer:
-        res = evaluate_to_dir(args.data, scorer, args.out, modes=modes, beta=args.beta,
+        res = evaluate_to_dir(args.data, scorer, args.out, modes=args.modes, beta=args.beta,
                               calibration_metric=args.metric, fmt=args.format,
                               max_new_tokens=args.max_new_tokens, limit=args.limit, model_name=args.model)
     for name, m in res["metrics"].items():

@@ -6,21 +6,32 @@ from __future__ import annotations
 import argparse
 import json
 
+from taosr1_verl.commands.args import (
+    input_file,
+    output_dir,
+    parquet_file,
+    positive_float,
+    positive_int,
+    unit_float,
+)
 from taosr1_verl.run_manifest import interruptible
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output directory (pairs.parquet, difficulty.parquet, report.*)")
-    p.add_argument("--teacher", help="teacher JSONL ({pair_id, response}): chosen answer when no sample is right")
+    p.add_argument("--out", required=True, type=output_dir,
+                   help="output directory (pairs.parquet, difficulty.parquet, report.*)")
+    p.add_argument("--teacher", type=input_file,
+                   help="teacher JSONL ({pair_id, response}): chosen answer when no sample is right")
     p.add_argument("--chosen", default="shortest", choices=["shortest", "longest", "first", "random"],
                    help="which correct answer becomes chosen")
     p.add_argument("--rejected", default="confident", choices=["confident", "farthest", "malformed", "first", "random"],
                    help="which wrong answer becomes rejected")
-    p.add_argument("--pairs-per-prompt", type=int, default=1, help="distinct pairs per prompt, at most")
+    p.add_argument("--pairs-per-prompt", type=positive_int, default=1, help="distinct pairs per prompt, at most")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the random policies")
     p.add_argument("--no-teacher", action="store_true", help="never use teacher answers")
     p.add_argument("--jsonl", action="store_true", help="also write pairs.jsonl")
-    p.add_argument("--reward", default="{}", help='reward options as JSON, e.g. \'{"schema": "esci"}\' (same as GRPO)')
+    p.add_argument("--reward", type=reward_options, default="{}",
+                   help='reward options as JSON, e.g. \'{"schema": "esci"}\' (same as GRPO)')
     p.add_argument("--no-resume", action="store_true",
                    help="start over: discard what --out holds (a rerun otherwise does nothing when --out is complete "
                         "for these options and inputs, continues unfinished sampling, and refuses samples drawn "
@@ -29,23 +40,26 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("passn", help="pass@N: sample N responses per RL prompt, grade, write difficulty + DPO pairs")
-    p.add_argument("--prompts", required=True, help="RL parquet (prompt, reward_model.ground_truth, extra_info.index)")
+    p.add_argument("--prompts", required=True, type=parquet_file,
+                   help="RL parquet (prompt, reward_model.ground_truth, extra_info.index)")
     p.add_argument("--model", required=True, help="SFT model directory (Hugging Face layout)")
     p.add_argument("--backend", default="vllm", choices=["vllm", "hf"], help="generation backend")
-    p.add_argument("-n", "--n", type=int, default=5, help="samples per prompt")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--chunk-size", type=int, default=64, help="prompts per generation call and resume checkpoint")
-    p.add_argument("--threads", type=int, help="hf backend: torch threads")
-    p.add_argument("--batch-size", type=int, default=8, help="hf backend: prompts per generate call")
+    p.add_argument("-n", "--n", type=positive_int, default=5, help="samples per prompt")
+    p.add_argument("--temperature", type=positive_float, default=1.0)
+    p.add_argument("--top-p", type=unit_float, default=1.0)
+    p.add_argument("--max-new-tokens", type=positive_int, default=256)
+    p.add_argument("--chunk-size", type=positive_int, default=64,
+                   help="prompts per generation call and resume checkpoint")
+    p.add_argument("--threads", type=positive_int, help="hf backend: torch threads")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="hf backend: prompts per generate call")
     _common(p)
     p.set_defaults(func=run_passn)
 
     q = sub.add_parser("pairs", help="grade externally generated responses and build DPO pairs")
-    q.add_argument("--responses", required=True,
+    q.add_argument("--responses", required=True, type=input_file,
                    help="verl main_generation_server parquet, or JSONL ({index, responses} or {index, response})")
-    q.add_argument("--prompts", help="RL parquet the JSONL indices refer to (not needed for a verl parquet)")
+    q.add_argument("--prompts", type=parquet_file,
+                   help="RL parquet the JSONL indices refer to (not needed for a verl parquet)")
     _common(q)
     q.set_defaults(func=run_pairs)
 
@@ -57,14 +71,25 @@ def _pairing(args: argparse.Namespace):
                       seed=args.seed, use_teacher=not args.no_teacher)
 
 
-def _reward(args: argparse.Namespace) -> dict:
+def reward_options(text: str) -> dict:
+    """argparse type: ``--reward`` as a JSON object of valid reward options (checked before any sampling)."""
+    from taosr1_verl.rewards import get_scorer
+
     try:
-        opts = json.loads(args.reward)
+        opts = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"--reward is not valid JSON ({e.msg})") from None
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg}): {text!r}") from None
     if not isinstance(opts, dict):
-        raise ValueError("--reward must be a JSON object")
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+    try:
+        get_scorer(**opts)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return opts
+
+
+def _reward(args: argparse.Namespace) -> dict:
+    return args.reward
 
 
 def _summary(res) -> int:

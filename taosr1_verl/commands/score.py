@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from taosr1_verl.commands.args import input_file_or_stdin, output_file_or_stdout, positive_int, unit_float
+
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
     """Model/backend options shared by ``score`` and ``eval``."""
@@ -11,8 +13,9 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="hf", choices=["hf", "vllm", "openai"], help="scoring engine")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint for --backend openai, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--schema", default="taosr1", help="label schema preset (taosr1, esci, wands)")
-    p.add_argument("--batch-size", type=int, default=32, help="items per forward pass / request")
-    p.add_argument("--block-size", type=int, default=32, help="vLLM KV block size (prefix caching reuses whole blocks)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="items per forward pass / request")
+    p.add_argument("--block-size", type=positive_int, default=32,
+                   help="vLLM KV block size (prefix caching reuses whole blocks)")
 
 
 def make_scorer_from_args(args: argparse.Namespace):
@@ -28,13 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("score", help="first-token label probabilities + CumPT tiers for (query, item) pairs")
     add_backend_args(p)
-    p.add_argument("--input", default="-", help="JSONL/CSV/TSV file, or - for JSONL on stdin")
+    p.add_argument("--input", type=input_file_or_stdin, default="-", help="JSONL/CSV/TSV file, or - for JSONL on stdin")
     p.add_argument("--input-format", choices=["jsonl", "csv", "tsv"], help="default: from the file suffix")
-    p.add_argument("--output", default="-", help="JSONL output file (written atomically), or - for stdout")
-    p.add_argument("--beta", type=float, default=0.5, help="CumPT threshold (calibrate it with `taosr1 eval`)")
+    p.add_argument("--output", type=output_file_or_stdout, default="-",
+                   help="JSONL output file (written atomically), or - for stdout")
+    p.add_argument("--beta", type=unit_float, default=0.5, help="CumPT threshold (calibrate it with `taosr1 eval`)")
     p.add_argument("--format", default="post_cot", choices=["post_cot", "pre_cot"], help="prompt's answer format")
     add_instructions_arg(p)
-    p.add_argument("--max-chars", type=int, default=5000, help="reject input fields longer than this")
+    p.add_argument("--max-chars", type=positive_int, default=5000, help="reject input fields longer than this")
     p.set_defaults(func=run)
 
 
@@ -48,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
     from taosr1_verl.scoring.cumpt import cumpt_levels
     from taosr1_verl.scoring.io import read_score_input
 
-    if not 0.0 <= args.beta <= 1.0:
-        raise ValueError(f"--beta must be in [0, 1], got {args.beta}")
     source = sys.stdin if args.input == "-" else args.input
     rows = read_score_input(source, args.input_format, args.max_chars)
     if not rows:

@@ -36,17 +36,17 @@ class HFBackend:
         dtype: str = "float32",
         device: str = "cpu",
     ) -> None:
+        from taosr1_verl.models.load import load_causal_lm, load_tokenizer, resolve_model
+
+        resolve_model(model_path)  # before torch is imported: a typo fails at once
+        self.tokenizer = load_tokenizer(model_path)
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads is not None:
             torch.set_num_threads(threads)
         self.batch_size = batch_size
         self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=getattr(torch, dtype), trust_remote_code=False, use_safetensors=True
-        ).to(device)
+        self.model = load_causal_lm(model_path, dtype=dtype, use_safetensors=True).to(device)
         self.model.eval()
         gen = self.model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id

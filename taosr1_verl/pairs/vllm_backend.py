@@ -46,6 +46,9 @@ class VLLMBackend:
         seed: int = 0,
         **extra: object,
     ) -> None:
+        from taosr1_verl.models.load import resolve_model
+
+        model_path, _ = resolve_model(model_path)  # a missing local directory fails here, not in vLLM
         try:
             import torch
 

@@ -25,7 +25,8 @@ class HFScorer(FirstTokenScorer):
     """First-token scoring with a ``transformers`` causal LM (CPU or GPU).
 
     Args:
-        model: a local model directory, or an already loaded ``PreTrainedModel``.
+        model: a local model directory (see :mod:`taosr1_verl.models.load`), or an already loaded
+            ``PreTrainedModel``.
         tokenizer: the tokenizer (loaded from ``model`` when it is a path and this is ``None``).
         schema: label schema.
         batch_size: items per forward pass.
@@ -46,13 +47,14 @@ class HFScorer(FirstTokenScorer):
                  schema: LabelSchema | str | None = None, *, batch_size: int = 32, reuse_prefix: bool = True,
                  min_prefix_tokens: int = 8, device: str = "cpu", dtype: str = "float32",
                  max_prompt_tokens: int | None = None) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         if isinstance(model, str | os.PathLike):
-            path = str(model)
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+            from taosr1_verl.models.load import load_causal_lm, load_tokenizer, resolve_model
+
+            resolve_model(model)  # before torch is imported: a typo fails at once
+            tokenizer = tokenizer or load_tokenizer(model)
+            model = load_causal_lm(model, dtype=dtype)
+        import torch
+
         if tokenizer is None:
             raise ValueError("HFScorer: pass the tokenizer when passing a loaded model")
         if max_prompt_tokens is None:

@@ -13,6 +13,7 @@ Rows keep their input order; items of one query are scored together (shared pref
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Iterable
@@ -101,12 +102,46 @@ def _from_jsonl(lines: Iterable[str], name: str, max_chars: int) -> list[ScoreRo
 
 
 def _from_csv(text: TextIO, name: str, delimiter: str, max_chars: int) -> list[ScoreRow]:
-    reader = csv.DictReader(text, delimiter=delimiter)
-    cols = reader.fieldnames or []
-    missing = [c for c in ("query", "title") if c not in cols]
-    if missing:
-        raise ValueError(f"{name}: missing column(s) {missing}; the header has {cols}")
-    return [_row(rec, rec.get("query"), f"{name}:{i}", max_chars) for i, rec in enumerate(reader, 2)]
+    # strict: a quote that never closes is an error ("unexpected end of data"), not the rest of the file
+    # swallowed into one field.
+    reader = csv.reader(text, delimiter=delimiter, strict=True)
+    rows: list[ScoreRow] = []
+    header: list[str] | None = None
+    end = 0
+    try:
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            where = f"{name}:{start}"
+            if not record:  # a blank line
+                continue
+            if header is None:
+                header = [c.strip() for c in record]
+                dup = sorted({c for c in header if header.count(c) > 1})
+                if dup:
+                    raise ValueError(f"{where}: duplicate column(s) {dup} in the header")
+                missing = [c for c in ("query", "title") if c not in header]
+                if missing:
+                    raise ValueError(f"{name}: missing column(s) {missing}; the header has {header}")
+                continue
+            if len(record) != len(header):
+                raise ValueError(f"{where}: {len(record)} fields, the header has {len(header)}")
+            rec = dict(zip(header, record, strict=True))
+            rows.append(_row(rec, rec.get("query"), where, max_chars))
+    except csv.Error as e:
+        raise ValueError(f"{name}:{end + 1}: not valid {'CSV' if delimiter == ',' else 'TSV'} ({e})") from None
+    if header is None:
+        raise ValueError(f"{name}: empty file (expected a header with 'query' and 'title')")
+    return rows
+
+
+def _decode(data: bytes, name: str) -> str:
+    """UTF-8 text of a whole input (a BOM is dropped); bad bytes are named by line and column."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ValueError(f"{name}:{line}: not valid UTF-8 (byte {col} of the line)") from None
 
 
 def read_score_input(source: str | os.PathLike[str] | TextIO, fmt: str | None = None,
@@ -121,17 +156,27 @@ def read_score_input(source: str | os.PathLike[str] | TextIO, fmt: str | None = 
         >>> rows[0].query, rows[0].title, rows[0].where
         ('oak table', 'Oak desk', '<stdin>:1: item 0')
     """
+    if fmt not in (None, "jsonl", "csv", "tsv"):
+        raise ValueError(f"unknown input format {fmt!r}; use jsonl, csv or tsv")
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such input file")
+        if path.is_dir():
+            raise IsADirectoryError(f"{path}: is a directory; give a JSONL, CSV or TSV file")
+        if fmt is None and path.suffix.lower() == ".parquet":
+            raise ValueError(f"{path}: parquet is not a score input; use JSONL, CSV or TSV (--input-format)")
         fmt = fmt or {".csv": "csv", ".tsv": "tsv"}.get(path.suffix.lower(), "jsonl")
-        with open(path, encoding="utf-8", newline="") as f:
-            return read_score_input(f, fmt, max_chars) if fmt != "jsonl" else _from_jsonl(f, str(path), max_chars)
+        return _read(io.StringIO(_decode(path.read_bytes(), str(path)), newline=""), str(path), fmt, max_chars)
     name = getattr(source, "name", "<stdin>")
     name = name if isinstance(name, str) and not name.startswith("<") else "<stdin>"
+    buffer = getattr(source, "buffer", None)
+    if buffer is not None:  # a real stdin/file object: decode it ourselves to name bad bytes
+        source = io.StringIO(_decode(buffer.read(), name), newline="")
+    return _read(source, name, fmt or "jsonl", max_chars)
+
+
+def _read(text: TextIO, name: str, fmt: str, max_chars: int) -> list[ScoreRow]:
     if fmt in ("csv", "tsv"):
-        return _from_csv(source, name, "," if fmt == "csv" else "\t", max_chars)
-    if fmt not in (None, "jsonl"):
-        raise ValueError(f"unknown input format {fmt!r}; use jsonl, csv or tsv")
-    return _from_jsonl(source, name, max_chars)
+        return _from_csv(text, name, "," if fmt == "csv" else "\t", max_chars)
+    return _from_jsonl(text, name, max_chars)

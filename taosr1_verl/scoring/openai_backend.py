@@ -35,18 +35,37 @@ from taosr1_verl.scoring.base import FirstTokenScorer
 logger = logging.getLogger(__name__)
 
 
+PROBE_TIMEOUT_S = 10.0
+"""Seconds the first request (``/models``) may take: a dead or wrong ``--base-url`` fails this fast."""
+
+
+class EndpointError(ConnectionError):
+    """The endpoint cannot be reached or does not answer as an OpenAI-compatible server (the message names
+    the URL); an ``OSError``, so the CLI reports it in one line."""
+
+
+def _request(req: urllib.request.Request, timeout: float) -> Any:
+    url = req.full_url
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as e:
+        raise EndpointError(f"{url}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}") from None
+    except (urllib.error.URLError, OSError) as e:  # refused, unknown host, timed out, reset
+        reason = getattr(e, "reason", None) or e
+        raise EndpointError(f"{url}: cannot reach the endpoint ({reason}); is the server running there?") from None
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise EndpointError(f"{url}: the answer is not JSON: {body[:200]!r}") from None
+
+
 def _post(url: str, payload: dict[str, Any], timeout: float, api_key: str | None) -> dict[str, Any]:
     data = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    req = urllib.request.Request(url, data=data, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        body = e.read().decode(errors="replace")[:500]
-        raise RuntimeError(f"{url}: HTTP {e.code}: {body}") from None
+    return _request(urllib.request.Request(url, data=data, headers=headers, method="POST"), timeout)
 
 
 class OpenAIScorer(FirstTokenScorer):
@@ -69,10 +88,13 @@ class OpenAIScorer(FirstTokenScorer):
     def __init__(self, base_url: str, tokenizer: Any, schema: LabelSchema | str | None = None, *,
                  model: str | None = None, batch_size: int = 64, max_in_flight: int = 4, timeout: float = 300.0,
                  api_key: str | None = None, max_prompt_tokens: int | None = None) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base URL {base_url!r} must start with http:// or https:// "
+                             "(e.g. http://127.0.0.1:8000/v1)")
         if isinstance(tokenizer, str | os.PathLike):
-            from transformers import AutoTokenizer
+            from taosr1_verl.models.load import load_tokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+            tokenizer = load_tokenizer(tokenizer)
         super().__init__(tokenizer, schema, max_prompt_tokens)
         self.base_url = base_url.rstrip("/")
         if batch_size < 1 or max_in_flight < 1:
@@ -89,10 +111,11 @@ class OpenAIScorer(FirstTokenScorer):
         req = urllib.request.Request(f"{self.base_url}/models")
         if self.api_key:
             req.add_header("Authorization", f"Bearer {self.api_key}")
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            models = json.loads(resp.read()).get("data", [])
+        body = _request(req, min(self.timeout, PROBE_TIMEOUT_S))
+        models = body.get("data", []) if isinstance(body, dict) else []
         if not models:
-            raise RuntimeError(f"{self.base_url}/models lists no model")
+            raise EndpointError(f"{self.base_url}/models lists no model (is --base-url an OpenAI-compatible "
+                                "server, ending in /v1?)")
         return models[0]["id"]
 
     def completions(self, seqs: Sequence[list[int]], **params: Any) -> Iterator[dict[str, Any]]:

@@ -135,6 +135,9 @@ class VLLMScorer(FirstTokenScorer):
     def __init__(self, model: str | os.PathLike[str], schema: LabelSchema | str | None = None, *,
                  prefix_caching: bool = True, block_size: int | None = None, max_model_len: int = 1024,
                  dtype: str = "float32", seed: int = 0, engine_kwargs: dict[str, Any] | None = None) -> None:
+        from taosr1_verl.models.load import resolve_model
+
+        model, _ = resolve_model(model)  # a missing local directory fails here, not after vLLM asks the hub
         cpu_engine_env()
         from vllm import LLM
 

@@ -1,0 +1,123 @@
+"""argparse types that check files and numbers while the command line is parsed, before any work starts.
+
+A bad value ends the command with one line (``taosr1 score: error: argument --output: runs is a
+directory; give a file name``) instead of a traceback after minutes of scoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from taosr1_verl.commands.data import non_negative_float, positive_int
+
+__all__ = ["fraction", "input_file", "input_file_or_stdin", "non_negative_float", "non_negative_int", "output_dir",
+           "output_file", "output_file_or_stdout", "parquet_file", "positive_float", "positive_int", "unit_float"]
+
+
+def _fail(message: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(message)
+
+
+def input_file(text: str) -> str:
+    """An existing, readable regular file."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise _fail(f"{text}: no such file")
+    if path.is_dir():
+        raise _fail(f"{text}: is a directory; give a file")
+    if not os.access(path, os.R_OK):
+        raise _fail(f"{text}: not readable (permission denied)")
+    return str(path)
+
+
+def input_file_or_stdin(text: str) -> str:
+    """``-`` (standard input) or :func:`input_file`."""
+    return text if text == "-" else input_file(text)
+
+
+def parquet_file(text: str) -> str:
+    """An :func:`input_file` whose footer parquet can read (a CSV renamed ``.parquet`` is named here)."""
+    path = input_file(text)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.ParquetFile(path).close()
+    except (pa.ArrowException, OSError) as e:
+        raise _fail(f"{text}: not a parquet file ({e})") from None
+    return path
+
+
+def _check_parents(path: Path, text: str) -> None:
+    """Every existing ancestor of ``path`` must be a directory, and the nearest one writable."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise _fail(f"{text}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise _fail(f"{text}: cannot write in {parent} (permission denied)")
+            return
+
+
+def output_dir(text: str) -> str:
+    """A directory to write into: an existing directory, or a path that can be created."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise _fail(f"{text}: exists and is not a directory")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise _fail(f"{text}: cannot write in it (permission denied)")
+    _check_parents(path, text)
+    return str(path)
+
+
+def output_file(text: str) -> str:
+    """A file to write: not a directory, in a directory that exists or can be created."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise _fail(f"{text}: is a directory; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise _fail(f"{text}: not writable (permission denied)")
+    _check_parents(path, text)
+    return str(path)
+
+
+def output_file_or_stdout(text: str) -> str:
+    """``-`` (standard output) or :func:`output_file`."""
+    return text if text == "-" else output_file(text)
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = non_negative_float(text)
+    if value == 0:
+        raise _fail(f"expected a number > 0, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise _fail(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise _fail(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1]."""
+    value = unit_float(text)
+    if value == 0:
+        raise _fail(f"expected a number in (0, 1], got {text}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """A number in [0, 1] (thresholds, fractions)."""
+    value = non_negative_float(text)
+    if value > 1:
+        raise _fail(f"expected a number in [0, 1], got {text}")
+    return value
