@@ -105,17 +105,16 @@ class RunSpec:
     """Everything that changes the outputs (JSON-able; other types are compared by their ``str``)."""
     inputs: Mapping[str, str | os.PathLike[str] | Mapping[str, Any] | None] = field(default_factory=dict)
     """Input files or directories by role (``None`` entries are skipped); a mapping is a fingerprint made
-    by the caller (e.g. a content hash of an in-memory table)."""
-    _fingerprints: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    by the caller (e.g. a content hash of an in-memory table). They are fingerprinted when the spec is
+    made, before the run reads them: an input that changes during the run makes the next run rebuild."""
+    _fingerprints: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.options = canonical(dict(self.options))
+        self._fingerprints = {k: canonical(v) if isinstance(v, Mapping) else fingerprint_input(v)
+                              for k, v in sorted(self.inputs.items()) if v is not None}
 
     def fingerprints(self) -> dict[str, Any]:
-        if self._fingerprints is None:
-            self._fingerprints = {
-                k: canonical(v) if isinstance(v, Mapping) else fingerprint_input(v)
-                for k, v in sorted(self.inputs.items()) if v is not None}
         return self._fingerprints
 
     def header(self) -> dict[str, Any]:

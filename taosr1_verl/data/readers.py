@@ -17,6 +17,7 @@ split by query and checked for duplicates.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -138,7 +139,7 @@ class _Lines:
 
 def _unterminated(text: str, delim: str) -> bool:
     try:
-        for _ in csv.reader(text.splitlines(keepends=True), delimiter=delim, strict=True):
+        for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True):
             pass
     except csv.Error as e:
         return "end of data" in str(e)
