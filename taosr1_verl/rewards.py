@@ -17,8 +17,9 @@ verl (0.9.1) config, in a recipe or on the command line::
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from taosr1_verl.response import FORMATS, ResponseFormat, make_parser
@@ -50,11 +51,51 @@ class RewardConfig:
     """Label schema preset name."""
 
     def __post_init__(self) -> None:
+        # Values arrive from YAML, Hydra overrides and JSON: coerce what is unambiguous, reject the rest by
+        # name, so a score is always a number (``malformed_penalty=abc`` once made the reward return 'abc').
+        for name in ("correct_reward", "wrong_reward", "malformed_penalty", "false_positive_penalty"):
+            object.__setattr__(self, name, _number(name, getattr(self, name)))
+        object.__setattr__(self, "partial_credit", _flag("partial_credit", self.partial_credit))
+        for name in ("format", "schema"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"reward option {name} must be a string, got {getattr(self, name)!r}")
         if self.format not in FORMATS:
             raise ValueError(f"reward format must be one of {FORMATS}, got {self.format!r}")
         get_schema(self.schema)
         if self.false_positive_penalty < 0:
             raise ValueError("false_positive_penalty is subtracted: give a value >= 0")
+        if not self.correct_reward > self.wrong_reward:
+            raise ValueError(f"correct_reward ({self.correct_reward}) must be greater than wrong_reward "
+                             f"({self.wrong_reward})")
+        if self.malformed_penalty > self.wrong_reward:
+            raise ValueError(f"malformed_penalty is the score of a malformed response, not subtracted: give a value "
+                             f"<= wrong_reward ({self.wrong_reward}), got {self.malformed_penalty}")
+
+
+def _number(name: str, value: Any) -> float:
+    """A finite float from an int, a float or a numeric string; ``ValueError`` naming the option otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"reward option {name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"reward option {name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"reward option {name} must be a finite number, got {value!r}")
+    return number
+
+
+_FLAGS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A bool from a bool, 0/1, or true/false/yes/no text; ``ValueError`` naming the option otherwise."""
+    if isinstance(value, bool):
+        return value
+    key = str(value).strip().lower() if isinstance(value, int | str) else None
+    if key not in _FLAGS:
+        raise ValueError(f"reward option {name} must be true or false, got {value!r}")
+    return _FLAGS[key]
 
 
 class _Scorer:
@@ -119,11 +160,11 @@ def get_scorer(**reward_kwargs: Any) -> Callable[[Any, Any], dict[str, float | i
     """A ``(solution_str, ground_truth) -> dict`` scorer for the given options (cached per options)."""
     if not reward_kwargs:
         return _DEFAULT
-    try:
-        cfg = RewardConfig(**reward_kwargs)
-    except TypeError as e:
-        raise TypeError(f"unknown TaoSR1 reward option: {e}; options are {list(RewardConfig.__annotations__)}") from None
-    return _scorer(cfg)
+    names = [f.name for f in fields(RewardConfig)]
+    unknown = sorted(set(reward_kwargs) - set(names))
+    if unknown:
+        raise ValueError(f"unknown TaoSR1 reward option(s) {unknown}; options are {names}")
+    return _scorer(RewardConfig(**reward_kwargs))
 
 
 # Keyword arguments verl passes that are not reward options.

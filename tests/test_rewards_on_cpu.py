@@ -63,12 +63,52 @@ def test_pre_cot_and_schema_options():
 def test_verl_passthrough_keywords_are_ignored_and_bad_options_rejected():
     out = compute_score("s", OK4, "4", extra_info={"index": 3}, reward_router_address=None, tokenizer=None)
     assert out["score"] == 1.0
-    with pytest.raises(TypeError, match="unknown TaoSR1 reward option"):
+    with pytest.raises(ValueError, match="unknown TaoSR1 reward option"):
         compute_score("s", OK4, "4", bogus=1)
     with pytest.raises(ValueError, match="format"):
         RewardConfig(format="cot")
     with pytest.raises(ValueError, match="unknown label schema"):
         get_scorer(schema="nope")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"malformed_penalty": "abc"}, "malformed_penalty must be a number, got 'abc'"),
+        ({"correct_reward": [1]}, "correct_reward must be a number"),
+        ({"wrong_reward": True}, "wrong_reward must be a number"),
+        ({"malformed_penalty": float("nan")}, "malformed_penalty must be a finite number"),
+        ({"false_positive_penalty": "inf"}, "false_positive_penalty must be a finite number"),
+        ({"partial_credit": "sometimes"}, "partial_credit must be true or false"),
+        ({"format": 1}, "format must be a string"),
+        ({"schema": None}, "schema must be a string"),
+        ({"malformed_penalty": 0.5}, "not subtracted"),
+        ({"correct_reward": 0.0}, "correct_reward .* must be greater than wrong_reward"),
+    ],
+)
+def test_bad_option_values_are_refused_by_name(options, message):
+    """An option of the wrong type once became the score itself (malformed_penalty='abc' scored 'abc')."""
+    with pytest.raises(ValueError, match=message):
+        compute_score("s", "malformed", "4", **options)
+
+
+def test_option_values_from_yaml_or_the_command_line_are_coerced():
+    cfg = RewardConfig(malformed_penalty="-0.5", correct_reward=2, partial_credit="true")
+    assert (cfg.malformed_penalty, cfg.correct_reward, cfg.partial_credit) == (-0.5, 2.0, True)
+    assert RewardConfig(partial_credit=0).partial_credit is False
+    out = compute_score("s", "malformed", "4", malformed_penalty="-0.5")
+    assert out["score"] == -0.5 and isinstance(out["score"], float)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.one_of(st.none(), st.booleans(), st.integers(-10, 10), st.floats(allow_nan=True),
+                       st.text(max_size=8), st.lists(st.integers(), max_size=2)))
+def test_any_malformed_penalty_is_refused_or_scores_a_number(value):
+    try:
+        out = compute_score("s", "no label here", "4", malformed_penalty=value)
+    except ValueError:
+        return
+    assert type(out["score"]) is float and np.isfinite(out["score"]) and out["score"] <= 0.0
 
 
 def test_score_batch_and_trl_adapter():

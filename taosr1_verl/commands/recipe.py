@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     v = actions.add_parser("validate", help="compose a recipe with verl's config loader and run verl's checks")
     v.add_argument("--device", choices=DEVICES, default="gpu")
+    v.add_argument("--check-paths", action="store_true",
+                   help="also check that the model directories and data files exist on this machine")
     v.add_argument("recipe", help=RECIPE_HELP)
     v.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides, key=value (after the options)")
     v.set_defaults(func=_validate)
@@ -63,11 +65,13 @@ def normalize_args(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def _validate(args: argparse.Namespace) -> int:
+def _validate(args: argparse.Namespace, check_paths: bool | None = None) -> int:
     from taosr1_verl.integrations.verl.recipes import compose_recipe, get_recipe, validate_recipe
 
+    check_paths = args.check_paths if check_paths is None else check_paths
     cfg = compose_recipe(args.recipe, args.overrides, device=args.device)
-    validate_recipe(args.recipe, cfg, check_model=False)
+    # With the paths checked, the SFT model config is built from model.path too.
+    validate_recipe(args.recipe, cfg, check_model=check_paths, check_paths=check_paths)
     print(f"ok: {get_recipe(args.recipe).where} ({args.device}) passes verl's validation")
     return 0
 
@@ -79,7 +83,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     args = normalize_args(args)
     nproc = args.nproc_per_node or (1 if args.device == "cpu" else 8)
     if not (args.dry_run or args.no_validate):
-        _validate(args)
+        _validate(args, check_paths=not args.submit)  # a cluster job's paths are the cluster's
     if args.submit:
         from taosr1_verl.integrations.verl.submit import SubmitError, build_job, ray_job_submit_argv, submit
 

@@ -80,6 +80,24 @@ def test_the_cpu_overlay_changes_only_device_settings():
         ("sft", "data.label_weight=20 data.custom_cls.path=null", "read only by LabelWeightedSFTDataset"),
         ("sft", "data.label_weight=20 data.pad_mode=right", "needs data.pad_mode=no_padding"),
         ("sft", "data.custom_cls.name=NoSuchDataset", "data.custom_cls"),
+        # Values verl accepted and a trainer would choke on (or silently use) later:
+        ("grpo", "actor_rollout_ref.actor.optim.lr=fast", r"actor.optim.lr='fast' \(expected a number"),
+        ("grpo", "actor_rollout_ref.rollout.n=-3", r"rollout.n=-3 \(expected an integer >= 1"),
+        ("grpo", "actor_rollout_ref.rollout.n=1", "GRPO compares the responses of a group"),
+        ("grpo", "data.train_batch_size=abc", r"data.train_batch_size='abc' \(expected an integer >= 1"),
+        ("grpo", "actor_rollout_ref.rollout.temperature=hot", "rollout.temperature='hot'"),
+        ("grpo", "actor_rollout_ref.rollout.top_p=0", r"top_p=0 \(expected a number in \(0, 1\]"),
+        ("grpo", "actor_rollout_ref.actor.ppo_epochs=1.5", "ppo_epochs=1.5"),
+        ("grpo", "trainer.total_epochs=0", "trainer.total_epochs=0"),
+        ("grpo", "actor_rollout_ref.rollout.enforce_eager=maybe", r"enforce_eager='maybe' \(expected true or false"),
+        ("grpo", "reward.custom_reward_function.reward_kwargs.malformed_penalty=abc",
+         "malformed_penalty must be a number, got 'abc'"),
+        ("grpo", "reward.custom_reward_function.reward_kwargs.malformed_penalty=1", "not subtracted"),
+        ("grpo", "custom_reward_function.path=pkg://taosr1_verl.rewards",
+         "custom_reward_function.path -> reward.custom_reward_function.path"),
+        ("grpo", "reward_model.reward_manager=dapo", "reward_model.reward_manager -> reward.reward_manager.name"),
+        ("sft", "optim.lr=fast", "optim.lr='fast'"),
+        ("sft", "data.micro_batch_size_per_gpu=0", "data.micro_batch_size_per_gpu=0"),
     ],
 )
 def test_a_broken_key_or_value_fails(name, override, match):
@@ -89,6 +107,41 @@ def test_a_broken_key_or_value_fails(name, override, match):
     cfg = compose_recipe(name, [*_overrides(name), *extra], device="cpu")
     with pytest.raises(RecipeError, match=match):
         validate_recipe(name, cfg, check_model=False)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_paths_are_checked_for_local_runs(name, tiny_model_dir, tmp_path):
+    """check_paths: a missing model directory or data file fails validation (off: the paths are a cluster's)."""
+    data = tmp_path / "train.parquet"
+    data.write_bytes(b"")
+    good = [f"{MODEL_KEY[name]}={tiny_model_dir}", f"data.train_files={data}"]
+    if name == "grpo":
+        good.append(f"data.val_files={data}")
+    validate_recipe(name, compose_recipe(name, good, device="cpu"), check_model=False, check_paths=True)
+    bad = [f"{MODEL_KEY[name]}={tmp_path / 'no_model'}", f"data.train_files=[{data},{tmp_path / 'gone.parquet'}]"]
+    cfg = compose_recipe(name, [*good, *bad], device="cpu")
+    with pytest.raises(RecipeError) as e:
+        validate_recipe(name, cfg, check_model=False, check_paths=True)
+    assert f"{MODEL_KEY[name]}={tmp_path / 'no_model'} (no such model directory)" in str(e.value)
+    assert f"data.train_files={tmp_path / 'gone.parquet'} (no such file)" in str(e.value)
+    validate_recipe(name, cfg, check_model=False, check_paths=False)
+
+
+def test_recipe_cli_checks_paths_before_a_local_run(tmp_path, monkeypatch, capsys):
+    """`recipe run` validates with the paths checked and starts nothing; `validate --check-paths` says the same."""
+    from taosr1_verl.cli import main
+
+    def started(*args, **kwargs):
+        raise AssertionError("the trainer was started")
+
+    monkeypatch.setattr("taosr1_verl.integrations.verl.supervise.run_recipe", started)
+    overrides = [f"model.path={tmp_path / 'no_model'}", f"data.train_files={tmp_path / 't.parquet'}"]
+    assert main(["recipe", "run", "sft", "--device", "cpu", *overrides]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such model directory" in err[0] and "t.parquet (no such file)" in err[0]
+    assert main(["recipe", "validate", "--check-paths", "sft", *overrides]) == 2
+    assert "no such model directory" in capsys.readouterr().err
+    assert main(["recipe", "validate", "sft", *overrides]) == 0
 
 
 def test_a_missing_required_value_fails():

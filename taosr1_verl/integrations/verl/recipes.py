@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,11 +307,228 @@ def _check_sft_dataset(cfg: Any, where: str) -> None:
                           f"but data.custom_cls is {custom.get('path')}:{custom.get('name')}")
 
 
-def validate_recipe(name: str, cfg: Any, check_model: bool = True) -> None:
+# ---- values: types, ranges, legacy keys, paths ---------------------------------------------------------
+@dataclass(frozen=True)
+class Bound:
+    """The allowed values of one numeric key: its type and an interval (``None`` ends are open-ended)."""
+
+    kind: type
+    """``int`` or ``float`` (an int is a fine float)."""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    """``True``: ``low`` itself is not allowed (``> low``)."""
+    optional: bool = False
+    """``None`` (null) is allowed (verl then derives the value)."""
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            what += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        elif self.low is not None:
+            what += f" {'>' if self.low_open else '>='} {self.low:g}"
+        return what + (" (or null)" if self.optional else "")
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        if isinstance(value, bool) or not isinstance(value, int | float) or (self.kind is int and
+                                                                             not isinstance(value, int)):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or value <= self.high
+
+
+_COUNT, _MAYBE_COUNT = Bound(int, 1), Bound(int, 1, optional=True)
+_POSITIVE, _NON_NEGATIVE, _UNIT, _FRACTION = Bound(float, 0, low_open=True), Bound(float, 0), Bound(float, 0, 1), \
+    Bound(float, 0, 1, low_open=True)
+_OPTIM = {"lr": _POSITIVE, "weight_decay": _NON_NEGATIVE, "lr_warmup_steps_ratio": _UNIT, "clip_grad": _POSITIVE,
+          "min_lr_ratio": Bound(float, 0, 1, optional=True)}
+
+BOUNDS: dict[str, dict[str, Bound]] = {
+    "ppo": {
+        "data.train_batch_size": _COUNT, "data.val_batch_size": _MAYBE_COUNT, "data.gen_batch_size": _MAYBE_COUNT,
+        "data.max_prompt_length": _COUNT, "data.max_response_length": _COUNT,
+        **{f"actor_rollout_ref.actor.optim.{k}": b for k, b in _OPTIM.items()},
+        "actor_rollout_ref.actor.ppo_mini_batch_size": _COUNT,
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": _MAYBE_COUNT,
+        "actor_rollout_ref.actor.ppo_epochs": _COUNT, "actor_rollout_ref.actor.clip_ratio": _POSITIVE,
+        "actor_rollout_ref.actor.kl_loss_coef": _NON_NEGATIVE, "actor_rollout_ref.actor.grad_clip": _POSITIVE,
+        "actor_rollout_ref.rollout.n": _COUNT, "actor_rollout_ref.rollout.temperature": _NON_NEGATIVE,
+        "actor_rollout_ref.rollout.top_p": _FRACTION, "actor_rollout_ref.rollout.prompt_length": _COUNT,
+        "actor_rollout_ref.rollout.response_length": _COUNT,
+        "actor_rollout_ref.rollout.gpu_memory_utilization": _FRACTION,
+        "actor_rollout_ref.rollout.tensor_model_parallel_size": _COUNT,
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": _MAYBE_COUNT,
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu": _MAYBE_COUNT,
+        "trainer.total_epochs": _COUNT, "trainer.total_training_steps": _MAYBE_COUNT, "trainer.nnodes": _COUNT,
+        "trainer.n_gpus_per_node": _COUNT, "algorithm.gamma": _UNIT, "algorithm.lam": _UNIT,
+        "algorithm.kl_ctrl.kl_coef": _NON_NEGATIVE,
+    },
+    "sft": {
+        "data.train_batch_size": _COUNT, "data.micro_batch_size_per_gpu": _COUNT, "data.max_length": _COUNT,
+        "data.max_token_len_per_gpu": _COUNT, **{f"optim.{k}": b for k, b in _OPTIM.items()},
+        "trainer.total_epochs": _COUNT, "trainer.total_training_steps": _MAYBE_COUNT, "trainer.nnodes": _COUNT,
+        "trainer.n_gpus_per_node": _COUNT,
+    },
+}
+"""Ranges of the keys verl reads as numbers (it checks few of them: ``lr=fast`` or ``rollout.n=-3`` reach the
+trainer, and ``data.train_batch_size=abc`` fails inside a format string that names no key)."""
+
+LEGACY_KEYS: dict[str, str] = {
+    "custom_reward_function": "reward.custom_reward_function",
+    "reward_model.num_workers": "reward.num_workers",
+    "reward_model.reward_manager": "reward.reward_manager.name",
+    "reward_model.model.path": "reward.reward_model.model_path",
+    "reward_model.rollout": "reward.reward_model.rollout",
+    "reward_model": "reward.reward_model",
+    "sandbox_fusion": "reward.sandbox_fusion",
+}
+"""Top-level PPO keys verl 0.9.1 still accepts but ``main_ppo`` ignores (only the fully-async entry point
+migrates them), longest prefix first -> where the setting lives now."""
+
+REMOTE_SCHEMES = ("hdfs://", "s3://", "gs://", "gcs://", "abfs://", "oss://", "http://", "https://")
+"""Paths with these prefixes are not checked locally."""
+
+
+def _simple_type_check(hint: Any, value: Any) -> str | None:
+    """What ``value`` should be for a dataclass field annotated ``hint`` (``None`` when it fits, is null, or
+    when the annotation is not a plain scalar: lists, dicts and nested configs are verl's business)."""
+    import types
+    import typing
+
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    scalars = [a for a in args if a is not type(None)]
+    if not scalars or any(a not in (int, float, bool, str) for a in scalars):
+        return None
+    if value is None:  # verl's own defaults put null in plain int fields and derive the value later
+        return None
+    for a in scalars:
+        if a is bool and isinstance(value, bool):
+            return None
+        if a is int and isinstance(value, int) and not isinstance(value, bool):
+            return None
+        if a is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return None
+        if a is str and isinstance(value, str):
+            return None
+    return " or ".join({int: "an integer", float: "a number", bool: "true or false", str: "a string"}[a]
+                       for a in scalars)
+
+
+def _field_types(target: str) -> dict[str, Any]:
+    import typing
+
+    module, _, attr = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+        return typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+    except Exception:  # an unimportable target or an unresolvable annotation: nothing to check against
+        return {}
+
+
+def _typed_fields(node: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """``(key, expected)`` for each scalar of ``node`` whose value does not fit its verl dataclass field."""
+    if not isinstance(node, dict):
+        return
+    hints = _field_types(str(node["_target_"])) if isinstance(node.get("_target_"), str) else {}
+    for k, v in node.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            yield from _typed_fields(v, key)
+        elif k in hints:
+            expected = _simple_type_check(hints[k], v)
+            if expected:
+                yield key, expected
+
+
+def check_values(kind: str, cfg: Any, where: str) -> None:
+    """Types of every scalar that verl's config dataclasses declare, and :data:`BOUNDS`. Raises
+    :class:`RecipeError` naming each bad key with its value and what it must be."""
+    from omegaconf import OmegaConf
+
+    def interpolated(key: str) -> bool:  # reported at the key it copies, once
+        parent, _, leaf = key.rpartition(".")
+        return OmegaConf.is_interpolation(OmegaConf.select(cfg, parent) if parent else cfg, leaf)
+
+    values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    bad = [f"{k}={OmegaConf.select(cfg, k)!r} (expected {e})" for k, e in _typed_fields(values)
+           if not interpolated(k)]
+    for key, bound in BOUNDS[kind].items():
+        value = OmegaConf.select(cfg, key, default="__absent__", throw_on_missing=False)
+        if value != "__absent__" and not bound.accepts(value) and not any(b.startswith(f"{key}=") for b in bad):
+            bad.append(f"{key}={value!r} (expected {bound.describe()})")
+    if kind == "ppo":
+        n = OmegaConf.select(cfg, "actor_rollout_ref.rollout.n", default=None)
+        if cfg.algorithm.get("adv_estimator") == "grpo" and isinstance(n, int) and n == 1:
+            bad.append("actor_rollout_ref.rollout.n=1 (expected >= 2: GRPO compares the responses of a group)")
+    if bad:
+        raise RecipeError(f"{where}: bad value(s): {'; '.join(bad)}")
+
+
+def check_legacy_keys(cfg: Any, where: str) -> None:
+    """Reject settings under the top-level keys ``main_ppo`` ignores (:data:`LEGACY_KEYS`), naming the new key."""
+    from omegaconf import DictConfig, OmegaConf
+
+    found = []
+    for path in _leaf_paths(cfg):
+        if path.split(".", 1)[0] not in ("custom_reward_function", "reward_model", "sandbox_fusion"):
+            continue
+        value = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
+        if value is None or (isinstance(value, DictConfig) and len(value) == 0):
+            continue
+        old = next(k for k in LEGACY_KEYS if path == k or path.startswith(k + "."))
+        found.append(f"{path} -> {LEGACY_KEYS[old]}{path[len(old):]}")
+    if found:
+        raise RecipeError(f"{where}: verl's main_ppo ignores these legacy keys; set the new ones instead: "
+                          f"{'; '.join(found)}")
+
+
+PATH_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "ppo": (("actor_rollout_ref.model.path", "model"), ("data.train_files", "file"), ("data.val_files", "file"),
+            ("data.tokenizer", "tokenizer")),
+    "sft": (("model.path", "model"), ("model.tokenizer_path", "tokenizer"), ("data.train_files", "file"),
+            ("data.val_files", "file")),
+}
+"""Keys naming local inputs, checked by :func:`check_local_paths` (what kind of path each must be)."""
+
+
+def check_local_paths(kind: str, cfg: Any, where: str) -> None:
+    """Every model directory and data file the recipe names exists here (a run on this machine; a cluster
+    job's paths are the cluster's). Remote URIs (:data:`REMOTE_SCHEMES`) are skipped."""
+    from omegaconf import ListConfig, OmegaConf
+
+    bad = []
+    for key, what in PATH_KEYS[kind]:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        for text in (list(value) if isinstance(value, ListConfig | list) else [value]):
+            if not isinstance(text, str) or not text or text.startswith(REMOTE_SCHEMES):
+                continue
+            path = Path(text).expanduser()
+            if what == "file" and not path.is_file():
+                bad.append(f"{key}={text} ({'a directory, not a file' if path.is_dir() else 'no such file'})")
+            elif what != "file" and not path.is_dir():
+                bad.append(f"{key}={text} ({'a file, not a' if path.exists() else 'no such'} {what} directory)")
+            elif what == "model" and not (path / "config.json").is_file():
+                bad.append(f"{key}={text} (not a model directory: no config.json)")
+    if bad:
+        raise RecipeError(f"{where}: {'; '.join(bad)}")
+
+
+def validate_recipe(name: str, cfg: Any, check_model: bool = True, check_paths: bool = False) -> None:
     """Run verl's validation of a composed recipe, plus the checks verl skips. Raises :class:`RecipeError`.
 
+    Besides verl's own checks: required keys, keys verl does not know, types and ranges of the values
+    (:func:`check_values`), legacy keys ``main_ppo`` ignores (:func:`check_legacy_keys`), the reward function,
+    its options and the sampler/trainer plug-ins.
+
     ``check_model``: also build the SFT trainer's model config, which opens ``model.path`` (needs a real
-    checkpoint directory).
+    checkpoint directory). ``check_paths``: the model directories and data files exist on this machine
+    (:func:`check_local_paths`; on for a local ``taosr1 recipe run``, off for ``--submit`` where paths are the
+    cluster's).
     """
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -327,6 +545,11 @@ def validate_recipe(name: str, cfg: Any, check_model: bool = True) -> None:
     extra = unknown_keys(cfg, base)
     if extra:
         raise RecipeError(f"{where}: keys verl does not know (typo?): {extra}")
+    if spec.kind == "ppo":
+        check_legacy_keys(cfg, where)
+    check_values(spec.kind, cfg, where)
+    if check_paths:
+        check_local_paths(spec.kind, cfg, where)
     cfg = cfg.copy()
     try:
         if spec.kind == "ppo":
