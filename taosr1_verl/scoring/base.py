@@ -23,13 +23,45 @@ logger = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
 
 
+def special_token_texts(tokenizer: Any) -> tuple[str, ...]:
+    """The text of every special token of ``tokenizer`` (``<|im_end|>``, ``</s>``, ...), longest first."""
+    texts = set(getattr(tokenizer, "all_special_tokens", ()) or ())
+    for tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(tok, "special", False):
+            texts.add(str(tok.content))
+    return tuple(sorted((t for t in texts if len(t) > 1), key=len, reverse=True))
+
+
+def defuse_user_turns(tokenizer: Any, messages: Messages) -> Messages:
+    """``messages`` with user turns made safe for ``tokenizer``: :func:`taosr1_verl.prompts.defuse_control_text`
+    plus a zero-width space inside any of the tokenizer's own special tokens. Prompts built by
+    :func:`~taosr1_verl.prompts.build_messages` are already safe; this covers rows from elsewhere (an older
+    parquet, another tool). System and assistant turns are ours or the model's and are left alone."""
+    from taosr1_verl.prompts import ZERO_WIDTH_SPACE, defuse_control_text
+
+    specials = special_token_texts(tokenizer)
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") == "user" and isinstance(content, str):
+            content = defuse_control_text(content)
+            for tok in specials:
+                if tok in content:
+                    content = content.replace(tok, tok[0] + ZERO_WIDTH_SPACE + tok[1:])
+            m = {**m, "content": content}
+        out.append(m)
+    return out
+
+
 def render_prompt_ids(tokenizer: Any, messages: Messages) -> list[int]:
     """Token ids of a chat prompt followed by the assistant turn opener (``add_generation_prompt=True``).
 
     Rendered to text first and then encoded without extra special tokens, so the ids are exactly what
-    the chat template writes (no doubled BOS).
+    the chat template writes (no doubled BOS). User text never becomes special tokens
+    (:func:`defuse_user_turns`).
     """
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(defuse_user_turns(tokenizer, messages), tokenize=False,
+                                         add_generation_prompt=True)
     return list(tokenizer.encode(text, add_special_tokens=False))
 
 

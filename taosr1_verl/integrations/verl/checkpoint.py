@@ -11,7 +11,11 @@ no process. Otherwise we run verl's shipped merger in a subprocess (an argument 
 which writes bfloat16 weights whatever the training dtype (verl 0.9.1 hard-codes it; about 1e-3 off the
 trained weights) and costs about 10 s of start-up.
 
-The merger reads the shards with ``torch.load``: only convert checkpoints you produced yourself.
+The merger reads the shards with ``torch.load(weights_only=False)``, i.e. it unpickles them, and unpickling
+a file can run any code. It is therefore never used silently: :func:`merge_fsdp_checkpoint` refuses unless
+the caller passes ``allow_pickle=True`` (for checkpoints it produced itself), and then logs a warning naming
+the shard files. The safe alternative is the trainer's own safetensors export: ``checkpoint.save_contents``
+listing ``hf_model`` (our SFT and GRPO recipes do), which is copied instead.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from taosr1_verl.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +62,22 @@ def find_fsdp_checkpoint(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+SAFE_EXPORT = ("save the checkpoint with its safetensors export (checkpoint.save_contents listing hf_model, as "
+               "our recipes do)")
+PICKLE_ADVICE = f"{SAFE_EXPORT}, or pass allow_pickle=True only for a checkpoint you produced yourself"
+
+
 def merge_fsdp_checkpoint(
     local_dir: str | os.PathLike[str], target_dir: str | os.PathLike[str], timeout_s: float | None = 3600,
-    prefer_export: bool = True,
+    prefer_export: bool = True, allow_pickle: bool = False,
 ) -> Path:
     """An HF checkpoint of the verl FSDP checkpoint at ``local_dir``, written to ``target_dir`` atomically:
     a copy of the trainer's own ``huggingface/`` export when it holds the weights (and ``prefer_export``),
     else verl's model merger's output (bfloat16 weights).
+
+    The merger unpickles the shards (``torch.load(weights_only=False)``), which can run code from the files:
+    without ``allow_pickle=True`` that path raises :class:`~taosr1_verl.errors.UserError` naming the shards,
+    and with it a warning names them.
 
     Example (not run: needs a verl checkpoint):
         >>> merge_fsdp_checkpoint("ckpt/sft/global_step_100/actor", "ckpt/sft_hf")  # doctest: +SKIP
@@ -70,12 +85,23 @@ def merge_fsdp_checkpoint(
     src = find_fsdp_checkpoint(local_dir)
     if src is None:
         raise FileNotFoundError(f"{local_dir}: no verl FSDP shards (model_world_size_*_rank_*.pt) found")
+    export = src / "huggingface"
+    use_export = prefer_export and is_hf_checkpoint(export)
+    if not use_export:
+        shards = ", ".join(sorted(f.name for f in src.iterdir() if _SHARD.search(f.name)))
+        what = (f"{src} has no safetensors export ({export} holds no weights)" if prefer_export
+                else f"prefer_export=False for {src}")
+        if not allow_pickle:
+            raise UserError(f"{what}; converting it means verl's model merger unpickling {shards} "
+                            f"(torch.load(weights_only=False) can run code from the files): {PICKLE_ADVICE}")
+        logger.warning("%s: verl's model merger will unpickle %s with torch.load(weights_only=False), which can "
+                       "run code from the files (allowed by allow_pickle=True). Safer: %s", src, shards,
+                       SAFE_EXPORT)
     out = Path(target_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    export = src / "huggingface"
     try:
-        if prefer_export and is_hf_checkpoint(export):
+        if use_export:
             logger.info("copying verl's HF export %s -> %s", export, out)
             shutil.copytree(export, tmp, dirs_exist_ok=True)
         else:
@@ -96,9 +122,11 @@ def merge_fsdp_checkpoint(
     return out
 
 
-def ensure_hf_checkpoint(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``path`` itself when it is an HF directory; else the merged HF copy of its verl FSDP checkpoint
-    (in ``cache_dir``, default ``<path>/hf_merged``), converted once."""
+def ensure_hf_checkpoint(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
+                         allow_pickle: bool = False) -> Path:
+    """``path`` itself when it is an HF directory; else the HF copy of its verl FSDP checkpoint (in
+    ``cache_dir``, default ``<path>/hf_merged``), converted once by :func:`merge_fsdp_checkpoint` (which
+    unpickles shards only with ``allow_pickle``)."""
     p = Path(path)
     if is_hf_checkpoint(p):
         return p
@@ -107,4 +135,4 @@ def ensure_hf_checkpoint(path: str | os.PathLike[str], cache_dir: str | os.PathL
         return target
     if find_fsdp_checkpoint(p) is None:
         raise FileNotFoundError(f"{p}: neither a Hugging Face model directory nor a verl FSDP checkpoint")
-    return merge_fsdp_checkpoint(p, target)
+    return merge_fsdp_checkpoint(p, target, allow_pickle=allow_pickle)

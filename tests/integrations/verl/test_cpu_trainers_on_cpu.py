@@ -84,7 +84,9 @@ def test_sft_trainer_learns_on_cpu_and_saves_a_hf_model(tiny_model_dir, parquets
     # (the fallback) would round them to bfloat16.
     exported = load_file(merge_fsdp_checkpoint(ckpt, tmp_path / "hf") / "model.safetensors")
     assert all(torch.equal(exported[k], trained[k]) and exported[k].dtype == torch.float32 for k in trained)
-    merged = load_file(merge_fsdp_checkpoint(ckpt, tmp_path / "merged", prefer_export=False) / "model.safetensors")
+    # The merger unpickles verl's shards: refused unless allowed (this checkpoint is our own).
+    merged = load_file(merge_fsdp_checkpoint(ckpt, tmp_path / "merged", prefer_export=False, allow_pickle=True)
+                       / "model.safetensors")
     assert {t.dtype for t in merged.values()} == {torch.bfloat16}
 
 
