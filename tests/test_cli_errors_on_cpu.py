@@ -37,6 +37,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     f["responses"].write_bytes(b'{"response": "4\\n<think>x</think>"}\n{"response": "\xff"}\n')
     f["unclosed"] = root / "unclosed.csv"
     f["unclosed"].write_text('query,title\nq,"opens\nq2,t2\nq3,t3\n')
+    f["null_tokens"] = root / "null_tokens.jsonl"
+    f["null_tokens"].write_text('{"index": 0, "responses": ["4"], "n_tokens": [null]}\n')
     f["dup"] = root / "dup.csv"
     f["dup"].write_text("query,title,title\nq,a,b\n")
     return f
@@ -82,6 +84,8 @@ CASES = [
      "reward option malformed_penalty must be a number, got 'abc'"),
     ('pairs --responses {ok} --prompts {rl} --out {root}/p6 --reward {{"no_such":1}}', "pairs",
      "unknown TaoSR1 reward option(s) ['no_such']"),
+    ("pairs --responses {null_tokens} --prompts {rl} --out {root}/p7", "pairs",
+     "{null_tokens}:1: field 'n_tokens' must hold 1 token count(s)"),
     ("passn --prompts {rl} --model runs/no_such_model --out {root}/pn1 --backend hf", "passn",
      "runs/no_such_model: no such model directory"),
     ("passn --prompts {rl} --model runs/no_such_model --out {root}/pn2 --backend vllm", "passn",
@@ -97,6 +101,9 @@ CASES = [
     ("autofas teacher --pairs {dir} --out {root}/t.parquet", "autofas teacher", "argument --pairs: {dir}: is a dir"),
     ("autofas teacher --pairs {fake_parquet} --out {root}/t.parquet", "autofas teacher",
      "{fake_parquet}: not a parquet file"),
+    ("autofas teacher --pairs {rl} --out {root}/t.parquet", "autofas", "{rl}: not a pairs parquet (missing column"),
+    ("data stats {rl} --tokenizer {dir}", "data", "{dir}: not a tokenizer directory"),
+    ("data stats {rl} --tokenizer runs/no_such_tok", "data", "runs/no_such_tok: no such tokenizer directory"),
     ("autofas teacher --synthetic 8 --out {dir}", "autofas teacher", "argument --out: {dir}: is a directory"),
     ("autofas teacher --synthetic 8 --out {file}/t.parquet", "autofas teacher", "{file} is a file, not a directory"),
     ("autofas search --teacher-cache {dir} --out {root}/af", "autofas search", "argument --teacher-cache: {dir}"),

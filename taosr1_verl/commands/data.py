@@ -139,9 +139,9 @@ def _build_config(args: argparse.Namespace, data_source: str, schema: str):
 def _tokenizer(path: str | None):
     if not path:
         return None
-    from transformers import AutoTokenizer
+    from taosr1_verl.models.load import load_tokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    return load_tokenizer(path)
 
 
 def _summary(manifest: dict) -> None:

@@ -425,6 +425,10 @@ def write_pairs_parquet(pairs: Iterable[Pair], path: str | os.PathLike[str], pro
 def iter_pairs_parquet(path: str | os.PathLike[str], batch_size: int = BATCH_ROWS) -> Iterator[Pair]:
     """Stream :class:`Pair` objects back from a pairs parquet (bounded memory)."""
     pf = pq.ParquetFile(path)
+    missing = [c for c in ("pair_id", "index", "query", "title", "level") if c not in pf.schema_arrow.names]
+    if missing:
+        raise ValueError(f"{path}: not a pairs parquet (missing column(s) {missing}; columns are "
+                         f"{pf.schema_arrow.names})")
     for batch in pf.iter_batches(batch_size=batch_size):
         for rec in batch.to_pylist():
             yield Pair.from_record(rec)

@@ -200,18 +200,29 @@ def read_responses(path: str | os.PathLike[str], prompt_key: str = "prompt") -> 
             if not isinstance(resp, list):
                 raise ValueError(f"{where}: field 'responses' must be a list")
             texts = [x if isinstance(x, str) else str(x) for x in resp]
-            toks = row.get("n_tokens")
-            tok_list = [int(t) for t in toks] if isinstance(toks, list) and len(toks) == len(texts) else None
+            tok_list = _n_tokens(row.get("n_tokens"), len(texts), where)
         elif "response" in row:
             x = row["response"]
             texts = [x if isinstance(x, str) else str(x)]
-            tok_list = [int(row["n_tokens"])] if isinstance(row.get("n_tokens"), int) else None
+            toks = row.get("n_tokens")
+            tok_list = _n_tokens(toks if toks is None else [toks], 1, where)
         else:
             raise ValueError(f"{where}: needs a 'responses' list or a 'response' field")
         rs.responses.setdefault(idx, []).extend(texts)
         if tok_list is not None:
             rs.n_tokens.setdefault(idx, []).extend(tok_list)
     return rs, None
+
+
+def _n_tokens(value: Any, n: int, where: str) -> list[int] | None:
+    """The optional ``n_tokens`` field: ``n`` token counts (ints >= 0), or ``None`` when absent."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == n
+            and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value)):
+        raise ValueError(f"{where}: field 'n_tokens' must hold {n} token count(s) (ints >= 0), one per response, "
+                         f"got {value!r}")
+    return value
 
 
 def read_samples_done(path: str | os.PathLike[str]) -> ResponseSet:
