@@ -66,3 +66,54 @@ def tiny_tokenizer(tiny_model_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def verl_rows(queries: list[str], n: int = 32) -> tuple[list[dict], list[dict]]:
+    """``n`` SFT rows (``messages``) and RL rows (verl ``RLHFDataset`` layout) with labels cycling over 4..1."""
+    from taosr1_verl.prompts import PromptConfig, build_messages
+    from taosr1_verl.response import format_response
+    from taosr1_verl.schema import TAOSR1
+
+    sft, rl = [], []
+    for i, q in enumerate(queries[:n]):
+        lv = TAOSR1.levels[i % 4]
+        msgs = build_messages(q, f"{q} item {i}", {"colour": "red"}, config=PromptConfig(instructions="compact"))
+        answer = format_response(lv.label, f"query wants {q}; verdict: {lv.name}")
+        sft.append({"messages": [*msgs, {"role": "assistant", "content": answer}]})
+        rl.append({
+            "data_source": "taosr1_synth", "prompt": msgs, "ability": "relevance",
+            "reward_model": {"style": "rule", "ground_truth": lv.label},
+            "extra_info": {"split": "train", "index": i},
+        })
+    return sft, rl
+
+
+@pytest.fixture(scope="session")
+def verl_parquets(tmp_path_factory: pytest.TempPathFactory, wands_queries: list[str]) -> dict[str, Path]:
+    """``sft.parquet`` and ``rl.parquet`` of 32 rows each (:func:`verl_rows`) for the real verl trainers."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path_factory.mktemp("verl_data")
+    sft, rl = verl_rows(wands_queries)
+    paths = {"sft": out / "sft.parquet", "rl": out / "rl.parquet"}
+    pq.write_table(pa.Table.from_pylist(sft), paths["sft"])
+    pq.write_table(pa.Table.from_pylist(rl), paths["rl"])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def grpo_small() -> list[str]:
+    """Overrides that make the GRPO recipe a two-core run: 4 prompts x 4 rollouts of 32 tokens, the recipe's
+    own trainer (taosr1_sync) and replay buffer. A random model writes no valid label, so every group is
+    constant and the TaoSR1 rule would evict them all: the pass-rate band [0, 1] keeps every group (the
+    tracker still counts each)."""
+    return [
+        "data.train_batch_size=4", "data.max_prompt_length=512", "data.max_response_length=32",
+        "actor_rollout_ref.rollout.n=4", "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+        "++trainer.v1.sampler.sampler_kwargs.low=0.0", "++trainer.v1.sampler.sampler_kwargs.high=1.0",
+        "trainer.test_freq=-1", "trainer.val_before_train=false", "data.val_max_samples=4", "trainer.save_freq=1",
+    ]

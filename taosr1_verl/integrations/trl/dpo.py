@@ -134,6 +134,10 @@ def run_dpo(recipe: DPORecipe) -> tuple[Path, list[dict[str, Any]]]:
     """Train with TRL's ``DPOTrainer``; returns the output HF directory and the trainer's log history."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from taosr1_verl.integrations.trl.compat import fix_optional_import_checks, prepare_model_for_trl
+
+    fix_optional_import_checks()  # TRL 0.27 (verl's GPU stack) with transformers 5
     from trl import DPOConfig, DPOTrainer
 
     from taosr1_verl.integrations.verl.checkpoint import ensure_hf_checkpoint
@@ -168,8 +172,6 @@ def run_dpo(recipe: DPORecipe) -> tuple[Path, list[dict[str, Any]]]:
         gradient_checkpointing=recipe.gradient_checkpointing,
         report_to=recipe.report_to,
         use_cpu=recipe.use_cpu,
-        model_init_kwargs={"dtype": dtype},
-        trust_remote_code=False,
         **recipe.trl_args,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
@@ -178,10 +180,13 @@ def run_dpo(recipe: DPORecipe) -> tuple[Path, list[dict[str, Any]]]:
     ref = (
         AutoModelForCausalLM.from_pretrained(ref_path, dtype=dtype, trust_remote_code=False, use_safetensors=True)
         if ref_path and os.path.realpath(ref_path) != os.path.realpath(model_path)
-        else None  # TRL loads a frozen copy of the policy's starting point: the SFT model
+        else None  # TRL makes a frozen copy of the policy's starting point: the SFT model
     )
     logger.info("DPO: %d pairs, policy and reference from %s", train.num_rows, model_path if ref is None else f"{model_path} / {ref_path}")
-    trainer = DPOTrainer(model=model_path, ref_model=ref, args=args, train_dataset=train, eval_dataset=evald,
+    policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=False,
+                                                  use_safetensors=True)
+    prepare_model_for_trl(policy)
+    trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=train, eval_dataset=evald,
                          processing_class=tokenizer)
     trainer.train()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -10,9 +10,9 @@ image built with ``pip install "taosr1-verl[gpu]"``. What the job gets besides:
 - on CPU, ``ray_kwargs.ray_init`` loses the overlay's ``num_cpus``/``num_gpus``/``include_dashboard``, which
   describe a cluster verl would start itself and which Ray refuses when the driver joins an existing one.
 
-Ray clusters started with ``ray start`` use token authentication (Ray 2.60); like Ray's own CLI on the head,
-we turn it on for the client when a token is at hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
-``~/.ray/auth_token``) and ``RAY_AUTH_MODE`` is unset.
+Ray clusters started with ``ray start`` use token authentication (Ray 2.60); the client sends the token at
+hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``, as Ray's own tools look for it)
+unless ``RAY_AUTH_MODE=disabled`` says otherwise.
 
 Example::
 
@@ -107,17 +107,29 @@ def ray_job_submit_argv(job: Job, address: str) -> list[str]:
             f"--runtime-env-json={json.dumps(job.runtime_env)}", "--", *job.entrypoint]
 
 
+def ray_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """The Ray cluster token at hand, where Ray's own tools look for it: ``RAY_AUTH_TOKEN``, the file
+    ``RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token`` (what ``ray start --head`` writes); None if none."""
+    env = os.environ if environ is None else environ
+    if env.get("RAY_AUTH_TOKEN"):
+        return env["RAY_AUTH_TOKEN"].strip()
+    home = Path(env.get("HOME") or Path.home())
+    path = Path(env.get("RAY_AUTH_TOKEN_PATH") or home / ".ray" / "auth_token")
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
 def ray_auth_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``environ`` (default ``os.environ``) with ``RAY_AUTH_MODE=token`` when it is unset and a token exists.
+    """``environ`` (default ``os.environ``) with ``RAY_AUTH_MODE=token`` when it is unset and a token exists:
+    the environment in which Ray's own CLI (``ray job logs``, ``ray job stop``) reaches a ``ray start`` cluster.
 
     Ray 2.60's ``ray start`` enables token authentication and writes the token; clients in another process
     stay in ``disabled`` mode unless told, and are then refused ("Authentication token is missing").
     """
     env = dict(os.environ if environ is None else environ)
-    if "RAY_AUTH_MODE" in env:
-        return env
-    token_file = Path(env.get("RAY_AUTH_TOKEN_PATH") or Path(env.get("HOME", "~")).expanduser() / ".ray" / "auth_token")
-    if env.get("RAY_AUTH_TOKEN") or token_file.is_file():
+    if "RAY_AUTH_MODE" not in env and ray_token(env):
         env["RAY_AUTH_MODE"] = "token"
     return env
 
@@ -133,16 +145,19 @@ def submit(job: Job, address: str, wait: bool = True, echo: Callable[[str], None
     While waiting, the job's log is streamed to ``echo`` (default: stdout). Ctrl-C stops following the log
     and leaves the job running, as ``ray job submit`` does (``ray job stop <id>`` stops it).
     """
-    os.environ.update(ray_auth_env())  # before Ray reads its config in this process
+    from ray.exceptions import RayError
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     emit = echo or (lambda text: print(text, end="", flush=True))
+    token = ray_token() if os.environ.get("RAY_AUTH_MODE", "token") == "token" else None
+    # The header, not RAY_AUTH_MODE: Ray caches its auth mode when first imported (verl imports it to validate).
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        client = JobSubmissionClient(address)
+        client = JobSubmissionClient(address, headers=headers)
         job_id = client.submit_job(entrypoint=_shell_join(job.entrypoint), runtime_env=job.runtime_env,
                                    submission_id=job.submission_id, metadata=job.metadata)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise SubmitError(f"Ray cluster at {address}: {e}") from e
+    except (ConnectionError, RuntimeError, ValueError, OSError, RayError) as e:
+        raise SubmitError(f"Ray cluster at {address}: {type(e).__name__}: {e}") from e
     logger.info("submitted %s to %s (ray job logs %s / ray job stop %s)", job_id, address, job_id, job_id)
     if not wait:
         return str(client.get_job_status(job_id))

@@ -69,3 +69,16 @@ def test_dpo_cli_trains_and_the_loss_moves(tmp_path: Path, capsys: pytest.Captur
     assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
     new, old = load_file(out / "model.safetensors"), load_file(sft / "model.safetensors")
     assert any(not torch.equal(new[k], old[k]) for k in old)
+
+
+def test_trl_optional_package_checks_answer_with_bools_after_the_fix():
+    """TRL 0.27 (verl's GPU pin) with transformers 5 gets tuples from these checks, always true, and then
+    imports packages that are absent; after the fix every check is a bool on any TRL."""
+    import trl.import_utils as iu
+
+    from taosr1_verl.integrations.trl.compat import fix_optional_import_checks
+
+    fix_optional_import_checks()
+    checks = [getattr(iu, n) for n in dir(iu) if n.startswith("is_") and n.endswith("_available")]
+    assert checks and all(isinstance(c(), bool) for c in checks if c.__code__.co_argcount == 0 or c.__defaults__)
+    assert fix_optional_import_checks() is False  # idempotent

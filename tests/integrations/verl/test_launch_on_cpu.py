@@ -72,6 +72,18 @@ def test_ray_token_auth_is_switched_on_when_a_token_is_at_hand(tmp_path):
     assert submit.ray_auth_env({"HOME": str(tmp_path)})["RAY_AUTH_MODE"] == "token"
     # an explicit choice is kept
     assert submit.ray_auth_env({"HOME": str(tmp_path), "RAY_AUTH_MODE": "disabled"})["RAY_AUTH_MODE"] == "disabled"
+    # the token itself, for the job API's Authorization header
+    assert submit.ray_token({"HOME": str(tmp_path), "RAY_AUTH_TOKEN_PATH": str(token)}) == "abc"
+    assert submit.ray_token({"HOME": str(tmp_path / "none")}) is None
+
+
+def test_a_dead_cluster_address_is_one_clear_error(capsys):
+    from taosr1_verl.cli import main
+
+    code = main(["recipe", "run", "grpo", "--no-validate", "--submit", "http://127.0.0.1:9", "--device", "gpu"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("taosr1 recipe: error: Ray cluster at http://127.0.0.1:9"), err
 
 
 def test_a_users_recipe_file_must_extend_one_recipe_and_find_ours(tmp_path):
