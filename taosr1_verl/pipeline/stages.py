@@ -211,14 +211,17 @@ class Pipeline:
         total = len(self.stages)
         for i, stage in enumerate(self.stages, 1):
             out = run_dir / stage.name
-            why = "an earlier stage ran again" if stale else self.why_incomplete(stage)
+            if stale:  # everything after a rerun stage depends on it
+                why = "an earlier stage ran again" if read_record(out) is not None else "not run yet"
+            else:
+                why = self.why_incomplete(stage)
             if why is None:
                 self.ctx.summaries[stage.name] = read_record(out)["summary"]
                 logger.info("[%d/%d] %s: done before, skipped", i, total, stage.name)
             else:
                 if why != "not run yet":
                     logger.info("[%d/%d] %s: running again (%s)", i, total, stage.name, why)
-                stale = True  # everything after a rerun stage depends on it
+                stale = True
                 partial = run_dir / f".{stage.name}.partial"
                 if partial.exists():
                     shutil.rmtree(partial)
