@@ -17,11 +17,11 @@ verl (0.9.1) config, in a recipe or on the command line::
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from taosr1_verl.config_types import coerce_fields
 from taosr1_verl.response import FORMATS, ResponseFormat, make_parser
 from taosr1_verl.schema import LabelSchema, get_schema
 
@@ -53,12 +53,7 @@ class RewardConfig:
     def __post_init__(self) -> None:
         # Values arrive from YAML, Hydra overrides and JSON: coerce what is unambiguous, reject the rest by
         # name, so a score is always a number (``malformed_penalty=abc`` once made the reward return 'abc').
-        for name in ("correct_reward", "wrong_reward", "malformed_penalty", "false_positive_penalty"):
-            object.__setattr__(self, name, _number(name, getattr(self, name)))
-        object.__setattr__(self, "partial_credit", _flag("partial_credit", self.partial_credit))
-        for name in ("format", "schema"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"reward option {name} must be a string, got {getattr(self, name)!r}")
+        coerce_fields(self, "reward option ")
         if self.format not in FORMATS:
             raise ValueError(f"reward format must be one of {FORMATS}, got {self.format!r}")
         get_schema(self.schema)
@@ -70,32 +65,6 @@ class RewardConfig:
         if self.malformed_penalty > self.wrong_reward:
             raise ValueError(f"malformed_penalty is the score of a malformed response, not subtracted: give a value "
                              f"<= wrong_reward ({self.wrong_reward}), got {self.malformed_penalty}")
-
-
-def _number(name: str, value: Any) -> float:
-    """A finite float from an int, a float or a numeric string; ``ValueError`` naming the option otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"reward option {name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"reward option {name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"reward option {name} must be a finite number, got {value!r}")
-    return number
-
-
-_FLAGS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
-
-
-def _flag(name: str, value: Any) -> bool:
-    """A bool from a bool, 0/1, or true/false/yes/no text; ``ValueError`` naming the option otherwise."""
-    if isinstance(value, bool):
-        return value
-    key = str(value).strip().lower() if isinstance(value, int | str) else None
-    if key not in _FLAGS:
-        raise ValueError(f"reward option {name} must be true or false, got {value!r}")
-    return _FLAGS[key]
 
 
 class _Scorer:

@@ -110,6 +110,10 @@ CASES = [
     ("autofas search --teacher-cache {fake_parquet} --out {root}/af", "autofas search", "not a parquet file"),
     ("demo --run-dir {file}", "demo", "argument --run-dir: {file}: exists and is not a directory"),
     ("dpo --config {dir}", "dpo", "argument --config: {dir}: is a directory"),
+    ("dpo model_path=m train_file=t.parquet output_dir=o learning_rate=fast", "dpo",
+     "dpo recipe: learning_rate must be a number, got 'fast'"),
+    ("dpo model_path=m train_file=t.parquet output_dir=o trl_args.learning_rate=1e-5", "dpo",
+     "['learning_rate'] are recipe keys: set them as learning_rate=..."),
     ("recipe validate {root}/no_such.yaml", "recipe", "no_such.yaml: recipe file not found"),
 ]
 

@@ -80,7 +80,7 @@ def test_verl_passthrough_keywords_are_ignored_and_bad_options_rejected():
         ({"malformed_penalty": float("nan")}, "malformed_penalty must be a finite number"),
         ({"false_positive_penalty": "inf"}, "false_positive_penalty must be a finite number"),
         ({"partial_credit": "sometimes"}, "partial_credit must be true or false"),
-        ({"format": 1}, "format must be a string"),
+        ({"format": 1}, r"format must be one of \['post_cot', 'pre_cot'\], got 1"),
         ({"schema": None}, "schema must be a string"),
         ({"malformed_penalty": 0.5}, "not subtracted"),
         ({"correct_reward": 0.0}, "correct_reward .* must be greater than wrong_reward"),

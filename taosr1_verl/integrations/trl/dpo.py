@@ -66,6 +66,14 @@ class DPORecipe:
     """Any other ``trl.DPOConfig`` argument."""
 
     def __post_init__(self) -> None:
+        from taosr1_verl.config_types import coerce_fields
+
+        coerce_fields(self, "dpo recipe: ")  # YAML reads 1e-6 as text; learning_rate=fast fails here, by name
+        if not isinstance(self.trl_args, dict):
+            raise ValueError(f"dpo recipe: trl_args must be a mapping, got {self.trl_args!r}")
+        own = sorted(set(self.trl_args) & {f.name for f in fields(self)})
+        if own:
+            raise ValueError(f"dpo recipe: {own} are recipe keys: set them as {own[0]}=..., not trl_args.{own[0]}")
         if self.beta <= 0:
             raise ValueError(f"dpo recipe: beta must be > 0, got {self.beta}")
         if self.sft_weight < 0:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from taosr1_verl.config_types import mismatch
 from taosr1_verl.recipes import CONFIG_PATH, recipes_dir
 
 logger = logging.getLogger(__name__)
@@ -394,31 +395,6 @@ REMOTE_SCHEMES = ("hdfs://", "s3://", "gs://", "gcs://", "abfs://", "oss://", "h
 """Paths with these prefixes are not checked locally."""
 
 
-def _simple_type_check(hint: Any, value: Any) -> str | None:
-    """What ``value`` should be for a dataclass field annotated ``hint`` (``None`` when it fits, is null, or
-    when the annotation is not a plain scalar: lists, dicts and nested configs are verl's business)."""
-    import types
-    import typing
-
-    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    scalars = [a for a in args if a is not type(None)]
-    if not scalars or any(a not in (int, float, bool, str) for a in scalars):
-        return None
-    if value is None:  # verl's own defaults put null in plain int fields and derive the value later
-        return None
-    for a in scalars:
-        if a is bool and isinstance(value, bool):
-            return None
-        if a is int and isinstance(value, int) and not isinstance(value, bool):
-            return None
-        if a is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return None
-        if a is str and isinstance(value, str):
-            return None
-    return " or ".join({int: "an integer", float: "a number", bool: "true or false", str: "a string"}[a]
-                       for a in scalars)
-
-
 def _field_types(target: str) -> dict[str, Any]:
     import typing
 
@@ -440,7 +416,7 @@ def _typed_fields(node: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
         if isinstance(v, dict):
             yield from _typed_fields(v, key)
         elif k in hints:
-            expected = _simple_type_check(hints[k], v)
+            expected = mismatch(hints[k], v)  # null is fine: verl's defaults put it in int fields too
             if expected:
                 yield key, expected
 
