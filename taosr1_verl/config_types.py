@@ -4,7 +4,8 @@ Values reach our configs from YAML (where PyYAML reads ``1e-6`` as text), Hydra 
 wrong type used to travel on until something far away broke (``malformed_penalty=abc`` made the reward
 return the string ``'abc'`` as a score; ``learning_rate=fast`` failed inside TRL). :func:`coerce` converts
 what is unambiguous (numeric text to a number, ``true``/``false`` to a bool), checks ``Literal`` choices,
-and raises ``ValueError`` naming the option otherwise; :func:`mismatch` only checks (for values handed on to verl unchanged).
+and raises ``ValueError`` naming the option otherwise; :func:`mismatch` only checks (for values handed on
+to verl unchanged). :class:`Bound` adds a range (a recipe key, a command-line count).
 Annotations that are not plain scalars (lists, dicts, nested configs) are left alone.
 """
 
@@ -14,6 +15,7 @@ import dataclasses
 import math
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any
 
 SCALARS: tuple[type, ...] = (bool, int, float, str)
@@ -117,3 +119,53 @@ def coerce_fields(obj: Any, prefix: str = "") -> None:
         new = coerce(hints[f.name], value, f"{prefix}{f.name}")
         if new is not value:
             object.__setattr__(obj, f.name, new)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The allowed values of one numeric key: its type and an interval (``None`` ends are open-ended)."""
+
+    kind: type
+    """``int`` or ``float`` (an int is a fine float)."""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    """``True``: ``low`` itself is not allowed (``> low``)."""
+    optional: bool = False
+    """``None`` (null) is allowed (verl then derives the value)."""
+
+    def describe(self) -> str:
+        """``"a positive integer"``, ``"a number in (0, 1]"``, ``"a number >= 0 (or null)"``, ..."""
+        what = "an integer" if self.kind is int else "a number"
+        if self.kind is int and self.low == 1 and self.high is None and not self.low_open:
+            what = "a positive integer"
+        elif self.low is not None and self.high is not None:
+            what += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        elif self.low is not None:
+            what += f" {'>' if self.low_open else '>='} {self.low:g}"
+        return what + (" (or null)" if self.optional else "")
+
+    def accepts(self, value: Any) -> bool:
+        """``value`` has the kind (an int is a fine float; a bool is neither), is finite and in range."""
+        if value is None:
+            return self.optional
+        if isinstance(value, bool) or not isinstance(value, int | float) or (self.kind is int and
+                                                                             not isinstance(value, int)):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or value <= self.high
+
+
+COUNT = Bound(int, 1)
+"""An integer >= 1 (batch sizes, epochs, samples)."""
+POSITIVE = Bound(float, 0, low_open=True)
+"""A number > 0 (learning rates, temperatures for sampling)."""
+NON_NEGATIVE = Bound(float, 0)
+"""A number >= 0 (coefficients, penalties)."""
+UNIT = Bound(float, 0, 1)
+"""A number in [0, 1] (thresholds, ratios)."""
+FRACTION = Bound(float, 0, 1, low_open=True)
+"""A number in (0, 1] (top-p, memory fractions)."""

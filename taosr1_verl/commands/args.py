@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from taosr1_verl.commands.data import non_negative_float, positive_int
+from taosr1_verl.config_types import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Bound
 
 __all__ = ["fraction", "input_file", "input_file_or_stdin", "non_negative_float", "non_negative_int", "output_dir",
            "output_file", "output_file_or_stdout", "parquet_file", "positive_float", "positive_int", "unit_float"]
@@ -88,36 +89,28 @@ def output_file_or_stdout(text: str) -> str:
     return text if text == "-" else output_file(text)
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    value = non_negative_float(text)
-    if value == 0:
-        raise _fail(f"expected a number > 0, got {text}")
-    return value
+def bounded(bound: Bound) -> Callable[[str], int | float]:
+    """An argparse type for a number within ``bound`` (``"expected a positive integer, got 0"``)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = bound.kind(text)
+        except ValueError:
+            raise _fail(f"expected {bound.describe()}, got {text!r}") from None
+        if not bound.accepts(value):
+            raise _fail(f"expected {bound.describe()}, got {text}")
+        return value
+
+    parse.__name__ = f"bounded_{bound.kind.__name__}"
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An int >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise _fail(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise _fail(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A number in (0, 1]."""
-    value = unit_float(text)
-    if value == 0:
-        raise _fail(f"expected a number in (0, 1], got {text}")
-    return value
-
-
-def unit_float(text: str) -> float:
-    """A number in [0, 1] (thresholds, fractions)."""
-    value = non_negative_float(text)
-    if value > 1:
-        raise _fail(f"expected a number in [0, 1], got {text}")
-    return value
+positive_int = bounded(COUNT)
+"""An int >= 1 (``--per-class 0`` would build an empty RL set; ``-n 0`` samples nothing)."""
+non_negative_int = bounded(Bound(int, 0))
+positive_float = bounded(POSITIVE)
+non_negative_float = bounded(NON_NEGATIVE)
+unit_float = bounded(UNIT)
+"""A number in [0, 1] (thresholds)."""
+fraction = bounded(FRACTION)
+"""A number in (0, 1] (top-p, fractions of a budget)."""

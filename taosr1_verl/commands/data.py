@@ -15,29 +15,8 @@ import argparse
 import json
 import sys
 
+from taosr1_verl.commands.args import non_negative_float, positive_int
 from taosr1_verl.run_manifest import interruptible
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an int >= 1 (``--per-class 0`` would build an empty RL set)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
 
 
 def add_instructions_arg(p: argparse.ArgumentParser) -> None:

@@ -82,9 +82,9 @@ def test_the_cpu_overlay_changes_only_device_settings():
         ("sft", "data.custom_cls.name=NoSuchDataset", "data.custom_cls"),
         # Values verl accepted and a trainer would choke on (or silently use) later:
         ("grpo", "actor_rollout_ref.actor.optim.lr=fast", r"actor.optim.lr='fast' \(expected a number"),
-        ("grpo", "actor_rollout_ref.rollout.n=-3", r"rollout.n=-3 \(expected an integer >= 1"),
+        ("grpo", "actor_rollout_ref.rollout.n=-3", r"rollout.n=-3 \(expected a positive integer"),
         ("grpo", "actor_rollout_ref.rollout.n=1", "GRPO compares the responses of a group"),
-        ("grpo", "data.train_batch_size=abc", r"data.train_batch_size='abc' \(expected an integer >= 1"),
+        ("grpo", "data.train_batch_size=abc", r"data.train_batch_size='abc' \(expected a positive integer"),
         ("grpo", "actor_rollout_ref.rollout.temperature=hot", "rollout.temperature='hot'"),
         ("grpo", "actor_rollout_ref.rollout.top_p=0", r"top_p=0 \(expected a number in \(0, 1\]"),
         ("grpo", "actor_rollout_ref.actor.ppo_epochs=1.5", "ppo_epochs=1.5"),

@@ -26,13 +26,12 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from taosr1_verl.config_types import mismatch
+from taosr1_verl.config_types import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Bound, mismatch
 from taosr1_verl.recipes import CONFIG_PATH, recipes_dir
 
 logger = logging.getLogger(__name__)
@@ -309,71 +308,35 @@ def _check_sft_dataset(cfg: Any, where: str) -> None:
 
 
 # ---- values: types, ranges, legacy keys, paths ---------------------------------------------------------
-@dataclass(frozen=True)
-class Bound:
-    """The allowed values of one numeric key: its type and an interval (``None`` ends are open-ended)."""
-
-    kind: type
-    """``int`` or ``float`` (an int is a fine float)."""
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    """``True``: ``low`` itself is not allowed (``> low``)."""
-    optional: bool = False
-    """``None`` (null) is allowed (verl then derives the value)."""
-
-    def describe(self) -> str:
-        what = "an integer" if self.kind is int else "a number"
-        if self.low is not None and self.high is not None:
-            what += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
-        elif self.low is not None:
-            what += f" {'>' if self.low_open else '>='} {self.low:g}"
-        return what + (" (or null)" if self.optional else "")
-
-    def accepts(self, value: Any) -> bool:
-        if value is None:
-            return self.optional
-        if isinstance(value, bool) or not isinstance(value, int | float) or (self.kind is int and
-                                                                             not isinstance(value, int)):
-            return False
-        if not math.isfinite(value):
-            return False
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            return False
-        return self.high is None or value <= self.high
-
-
-_COUNT, _MAYBE_COUNT = Bound(int, 1), Bound(int, 1, optional=True)
-_POSITIVE, _NON_NEGATIVE, _UNIT, _FRACTION = Bound(float, 0, low_open=True), Bound(float, 0), Bound(float, 0, 1), \
-    Bound(float, 0, 1, low_open=True)
-_OPTIM = {"lr": _POSITIVE, "weight_decay": _NON_NEGATIVE, "lr_warmup_steps_ratio": _UNIT, "clip_grad": _POSITIVE,
+_MAYBE_COUNT = dataclasses.replace(COUNT, optional=True)
+_OPTIM = {"lr": POSITIVE, "weight_decay": NON_NEGATIVE, "lr_warmup_steps_ratio": UNIT, "clip_grad": POSITIVE,
           "min_lr_ratio": Bound(float, 0, 1, optional=True)}
 
 BOUNDS: dict[str, dict[str, Bound]] = {
     "ppo": {
-        "data.train_batch_size": _COUNT, "data.val_batch_size": _MAYBE_COUNT, "data.gen_batch_size": _MAYBE_COUNT,
-        "data.max_prompt_length": _COUNT, "data.max_response_length": _COUNT,
+        "data.train_batch_size": COUNT, "data.val_batch_size": _MAYBE_COUNT, "data.gen_batch_size": _MAYBE_COUNT,
+        "data.max_prompt_length": COUNT, "data.max_response_length": COUNT,
         **{f"actor_rollout_ref.actor.optim.{k}": b for k, b in _OPTIM.items()},
-        "actor_rollout_ref.actor.ppo_mini_batch_size": _COUNT,
+        "actor_rollout_ref.actor.ppo_mini_batch_size": COUNT,
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": _MAYBE_COUNT,
-        "actor_rollout_ref.actor.ppo_epochs": _COUNT, "actor_rollout_ref.actor.clip_ratio": _POSITIVE,
-        "actor_rollout_ref.actor.kl_loss_coef": _NON_NEGATIVE, "actor_rollout_ref.actor.grad_clip": _POSITIVE,
-        "actor_rollout_ref.rollout.n": _COUNT, "actor_rollout_ref.rollout.temperature": _NON_NEGATIVE,
-        "actor_rollout_ref.rollout.top_p": _FRACTION, "actor_rollout_ref.rollout.prompt_length": _COUNT,
-        "actor_rollout_ref.rollout.response_length": _COUNT,
-        "actor_rollout_ref.rollout.gpu_memory_utilization": _FRACTION,
-        "actor_rollout_ref.rollout.tensor_model_parallel_size": _COUNT,
+        "actor_rollout_ref.actor.ppo_epochs": COUNT, "actor_rollout_ref.actor.clip_ratio": POSITIVE,
+        "actor_rollout_ref.actor.kl_loss_coef": NON_NEGATIVE, "actor_rollout_ref.actor.grad_clip": POSITIVE,
+        "actor_rollout_ref.rollout.n": COUNT, "actor_rollout_ref.rollout.temperature": NON_NEGATIVE,
+        "actor_rollout_ref.rollout.top_p": FRACTION, "actor_rollout_ref.rollout.prompt_length": COUNT,
+        "actor_rollout_ref.rollout.response_length": COUNT,
+        "actor_rollout_ref.rollout.gpu_memory_utilization": FRACTION,
+        "actor_rollout_ref.rollout.tensor_model_parallel_size": COUNT,
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": _MAYBE_COUNT,
         "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu": _MAYBE_COUNT,
-        "trainer.total_epochs": _COUNT, "trainer.total_training_steps": _MAYBE_COUNT, "trainer.nnodes": _COUNT,
-        "trainer.n_gpus_per_node": _COUNT, "algorithm.gamma": _UNIT, "algorithm.lam": _UNIT,
-        "algorithm.kl_ctrl.kl_coef": _NON_NEGATIVE,
+        "trainer.total_epochs": COUNT, "trainer.total_training_steps": _MAYBE_COUNT, "trainer.nnodes": COUNT,
+        "trainer.n_gpus_per_node": COUNT, "algorithm.gamma": UNIT, "algorithm.lam": UNIT,
+        "algorithm.kl_ctrl.kl_coef": NON_NEGATIVE,
     },
     "sft": {
-        "data.train_batch_size": _COUNT, "data.micro_batch_size_per_gpu": _COUNT, "data.max_length": _COUNT,
-        "data.max_token_len_per_gpu": _COUNT, **{f"optim.{k}": b for k, b in _OPTIM.items()},
-        "trainer.total_epochs": _COUNT, "trainer.total_training_steps": _MAYBE_COUNT, "trainer.nnodes": _COUNT,
-        "trainer.n_gpus_per_node": _COUNT,
+        "data.train_batch_size": COUNT, "data.micro_batch_size_per_gpu": COUNT, "data.max_length": COUNT,
+        "data.max_token_len_per_gpu": COUNT, **{f"optim.{k}": b for k, b in _OPTIM.items()},
+        "trainer.total_epochs": COUNT, "trainer.total_training_steps": _MAYBE_COUNT, "trainer.nnodes": COUNT,
+        "trainer.n_gpus_per_node": COUNT,
     },
 }
 """Ranges of the keys verl reads as numbers (it checks few of them: ``lr=fast`` or ``rollout.n=-3`` reach the
