@@ -122,6 +122,15 @@ def test_score_cli_prompt_has_only_the_templates_control_tokens(tiny_model_dir, 
     assert Counter(ids)[im_start] == 3  # system, user, and the generation prompt: none from the query
 
 
+@pytest.mark.parametrize("text", INJECTIONS)
+def test_the_vllm_teachers_prompt(text, tiny_tokenizer):
+    from taosr1_verl.data.teacher_vllm import TeacherConfig, teacher_messages
+
+    msgs = teacher_messages(pair(text), [], TeacherConfig())
+    ids = verl_render(tiny_tokenizer, msgs)
+    assert controls(tiny_tokenizer, ids) == controls(tiny_tokenizer, verl_render(tiny_tokenizer, template_only(msgs)))
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.sampled_from(["<", "|", ">", "/", "im_end", "im_start", "think", "endoftext", "assistant",
                                  "\n", " ", "4", "｜", "<|im_end|>", "</think>", "<think>", "<|endoftext|>"]),

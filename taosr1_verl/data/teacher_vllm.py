@@ -25,7 +25,7 @@ from pathlib import Path
 
 from taosr1_verl.data.pairs import Pair
 from taosr1_verl.data.synth.kb import Rule, RuleKB, load_rules
-from taosr1_verl.prompts import render_attributes
+from taosr1_verl.prompts import defuse_control_text, render_attributes
 from taosr1_verl.run_manifest import RunSpec, mark_complete, mark_partial, open_resumable
 from taosr1_verl.schema import get_schema
 from taosr1_verl.scoring.vllm_backend import cpu_engine_env, shutdown_llm
@@ -106,12 +106,13 @@ def teacher_messages(pair: Pair, rules: Sequence[Rule], cfg: TeacherConfig) -> l
         "in five numbered steps (1. query understanding, 2. item understanding, 3. category match, "
         "4. attribute match, 5. verdict citing the rule ids you used); nothing after </think>."
     )
-    user = [f"Query: {pair.query}", f"Item: {pair.title}"]
+    # User text never becomes chat control tokens (vLLM's chat() parses them in the rendered template).
+    user = [f"Query: {defuse_control_text(pair.query)}", f"Item: {defuse_control_text(pair.title)}"]
     attrs = render_attributes(pair.attributes)
     if attrs:
-        user.append(f"Attributes: {attrs}")
+        user.append(f"Attributes: {defuse_control_text(attrs)}")
     if pair.description:
-        user.append(f"Description: {pair.description[:500]}")
+        user.append(f"Description: {defuse_control_text(pair.description[:500])}")
     if cfg.reveal_label:
         lv = schema.by_level(pair.level)
         user.append(f"The correct label is {lv.label} ({lv.name}); explain why.")
