@@ -12,7 +12,10 @@ stream of the dataset (so every prompt is considered once per pass over its clas
 2. skips candidates confidently outside the band (score ``< skip_below``), except a ``recheck_prob``
    fraction of them, which are rolled out anyway because the model changes;
 3. draws the batch among the rest with probability proportional to the score (``temperature=1``, by
-   Gumbel-top-k without replacement) or greedily (``temperature=0``);
+   Gumbel-top-k without replacement) or greedily (``temperature=0``). The ranking score is the keep
+   probability itself (``score="keep"``), or with ``score="learnability"`` the expected learnability
+   ``p(1-p)`` of a kept group (LILO's measure of how much a group teaches), which among prompts that are all
+   likely kept prefers those nearest a pass rate of one half;
 4. gives every gold label class the same share of the batch (``balance_classes``), so rare classes are
    visited more often: TaoSR1 found class-balanced RL data (CV of class counts = 0) trains best.
 
@@ -31,6 +34,9 @@ import numpy as np
 
 from taosr1_verl.sampling.group_rule import GroupRule
 from taosr1_verl.sampling.tracker import UNKNOWN_LEVEL, DifficultyTracker
+
+SCORES: tuple[str, ...] = ("keep", "learnability")
+"""Ranking scores of :class:`PolicyConfig` ``score``."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,11 @@ class PolicyConfig:
     its pass rate. Scores use the tracker's belief moved up by ``learn_shift`` per training that came after
     its evidence, so a prompt trained on again and again is seen becoming too easy before it rolls out all
     correct. 0 turns this off."""
+    score: str = "keep"
+    """How the candidates that are not skipped are ranked: ``keep``, the probability that the next group is
+    kept; ``learnability``, the expected ``p(1-p)`` of the next group counted only when it is kept
+    (:meth:`SelectionPolicy.learnability`), which favours pass rates near one half among likely-kept prompts.
+    Skipping always uses the keep probability."""
     max_windows: int = 8
     """Extra windows drawn for a class when too many candidates are skipped, before falling back to the
     best skipped ones."""
@@ -71,6 +82,8 @@ class PolicyConfig:
             raise ValueError(f"PolicyConfig.temperature must be >= 0, got {self.temperature}")
         if not math.isfinite(self.learn_shift):
             raise ValueError(f"PolicyConfig.learn_shift must be finite, got {self.learn_shift}")
+        if self.score not in SCORES:
+            raise ValueError(f"PolicyConfig.score must be one of {SCORES}, got {self.score!r}")
         if self.max_windows < 1:
             raise ValueError(f"PolicyConfig.max_windows must be >= 1, got {self.max_windows}")
 
@@ -178,12 +191,35 @@ class SelectionPolicy:
     # ---- selection -----------------------------------------------------------------------------
     def keep_probability(self, positions: Any) -> np.ndarray:
         """Probability that the next group of each position is kept, under the current beliefs."""
+        return self._scores(positions, learnability=False)[0]
+
+    def learnability(self, positions: Any) -> np.ndarray:
+        """Expected learnability of each position's next group, ``E[4 p (1-p) * kept]`` under the current
+        beliefs: 1 only for a pass rate known to be one half, 0 for a group that cannot be kept.
+
+        A Beta(a, b) density times ``p (1-p)`` is ``E[p (1-p)]`` times the Beta(a+1, b+1) density, so this is
+        ``4ab / ((a+b)(a+b+1))`` times the keep probability under Beta(a+1, b+1).
+        """
+        return self._scores(positions, learnability=True)[1]
+
+    def _scores(self, positions: Any, learnability: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(keep probability, ranking score) of each position; the ranking score is the keep probability
+        itself (the same array) unless ``learnability``."""
         keys = self.keys[np.asarray(positions, dtype=np.int64)]
         # Scored once per distinct belief: most candidates share one (never seen, or seeded with the same
         # pass@N count), and the beta-binomial mass is the bulk of a step's cost.
         rep, inverse = self.tracker.same_beliefs(keys)
         a, b = self.tracker.beta(rep, learn_shift=self.config.learn_shift)
-        return self.rule.keep_probability(self.config.group_size, a, b)[inverse]
+        n = self.config.group_size
+        q = self.rule.keep_probability(n, a, b)[inverse]
+        if not learnability:
+            return q, q
+        s = a + b
+        r = 4.0 * a * b / (s * (s + 1.0)) * self.rule.keep_probability(n, a + 1.0, b + 1.0)
+        return q, r[inverse]
+
+    def _ranked(self, positions: Any) -> tuple[np.ndarray, np.ndarray]:
+        return self._scores(positions, learnability=self.config.score == "learnability")
 
     def _top(self, q: np.ndarray, m: int) -> np.ndarray:
         if m >= q.size:
@@ -198,8 +234,9 @@ class SelectionPolicy:
     def _window(self, k: int, need: int) -> np.ndarray:
         return self._draw(k, max(1, math.ceil(self.config.window * need)))
 
-    def _select_class(self, k: int, quota: int, cand: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """Pick ``quota`` positions of class ``k``, starting from its first window ``cand`` scored ``q``."""
+    def _select_class(self, k: int, quota: int, cand: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Pick ``quota`` positions of class ``k``, starting from its first window ``cand`` with keep
+        probabilities ``q`` and ranking scores ``r``."""
         cfg, st = self.config, self.stats
         chosen: list[np.ndarray] = []
         skipped_pos: list[np.ndarray] = []
@@ -208,15 +245,15 @@ class SelectionPolicy:
         for w in range(cfg.max_windows):
             if w:
                 cand = self._window(k, need)
-                q = self.keep_probability(cand)
+                q, r = self._ranked(cand)
             low = q < cfg.skip_below
             recheck = low & (self._rng.random(cand.size) < cfg.recheck_prob)
             forced = cand[recheck][:need]
             chosen.append(forced)
             need -= forced.size
             st.rechecked += int(forced.size)
-            pool, pool_q = cand[~low], q[~low]
-            pick = self._top(pool_q, need) if need > 0 else np.zeros(0, dtype=np.int64)
+            pool, pool_r = cand[~low], r[~low]
+            pick = self._top(pool_r, need) if need > 0 else np.zeros(0, dtype=np.int64)
             chosen.append(pool[pick])
             need -= pick.size
             st.considered += int(cand.size)
@@ -250,8 +287,13 @@ class SelectionPolicy:
         # Every class's first window is scored in one call (fewer, larger numpy operations). The class
         # streams are independent and scoring draws no random numbers, so the choices are unchanged.
         cands = [self._window(i, int(quotas[i])) for i in active]
-        qs = np.split(self.keep_probability(np.concatenate(cands)), np.cumsum([c.size for c in cands[:-1]]))
-        parts = [self._select_class(i, int(quotas[i]), c, q) for i, c, q in zip(active, cands, qs, strict=True)]
+        cuts = np.cumsum([c.size for c in cands[:-1]])
+        q_all, r_all = self._ranked(np.concatenate(cands))
+        qs, rs = np.split(q_all, cuts), np.split(r_all, cuts)
+        parts = [
+            self._select_class(i, int(quotas[i]), c, q, r)
+            for i, c, q, r in zip(active, cands, qs, rs, strict=True)
+        ]
         out = np.concatenate(parts)
         out = out[self._rng.permutation(out.size)]
         self.stats.selected += int(out.size)

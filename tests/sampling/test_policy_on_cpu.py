@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -139,3 +140,50 @@ def test_keep_probability_per_distinct_belief_equals_the_direct_one():
     pos = np.random.default_rng(1).integers(0, 400, 1000)
     a, b = t.beta(p.keys[pos], learn_shift=p.config.learn_shift)
     assert np.array_equal(p.keep_probability(pos), GroupRule().keep_probability(8, a, b))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 20), gamma=st.integers(2, 21), succ=st.floats(0, 60), fail=st.floats(0, 60))
+def test_learnability_is_the_expected_p_one_minus_p_of_a_kept_group(n, gamma, succ, fail):
+    t = DifficultyTracker(1)
+    t.succ[:] = succ
+    t.fail[:] = fail
+    rule = GroupRule.taosr1(gamma=min(gamma, n))
+    p = SelectionPolicy(t, rule, PolicyConfig(group_size=n, score="learnability"), size=1)
+    a, b = t.beta([0])
+    # Integrate 4 p (1 - p) * P(kept | p) over the Beta(a, b) density on a fine grid (a, b >= 1: bounded).
+    x = np.linspace(1e-6, 1 - 1e-6, 20001)
+    logpdf = (a[0] - 1) * np.log(x) + (b[0] - 1) * np.log1p(-x)
+    w = np.exp(logpdf - logpdf.max())
+    expected = float(np.sum(w * 4 * x * (1 - x) * rule.keep_probability(n, x)) / np.sum(w))
+    got = float(p.learnability([0])[0])
+    assert got == pytest.approx(expected, abs=2e-3)
+    assert 0.0 <= got <= float(p.keep_probability([0])[0]) + 1e-12
+
+
+def test_learnability_score_prefers_an_unknown_prompt_to_a_known_easy_one():
+    # Prompt 0: 40 of 50 rollouts correct (pass rate ~0.8, known well); prompt 1: never seen. At G=16 the known
+    # one is more likely kept, but the unknown one's expected p(1-p) of a kept group is higher.
+    t = DifficultyTracker(2)
+    t.update([0], 40, 50)
+    keep = SelectionPolicy(t, GroupRule(), PolicyConfig(group_size=16, window=2.0, recheck_prob=0.0), size=2)
+    learn = SelectionPolicy(
+        t, GroupRule(), PolicyConfig(group_size=16, window=2.0, recheck_prob=0.0, score="learnability"), size=2
+    )
+    assert keep.keep_probability([0])[0] > keep.keep_probability([1])[0]
+    assert learn.learnability([1])[0] > learn.learnability([0])[0]
+    assert keep.select(1).tolist() == [0]
+    assert learn.select(1).tolist() == [1]
+    with pytest.raises(ValueError, match="score"):
+        PolicyConfig(score="thompson")
+
+
+def test_the_default_score_ranks_by_keep_probability_and_learnability_changes_only_the_ranking():
+    t, kind, levels = _population(400)
+    base = PolicyConfig(group_size=8, seed=3, recheck_prob=0.0)
+    keep = SelectionPolicy(t, GroupRule(), base, levels=levels)
+    learn = SelectionPolicy(t, GroupRule(), PolicyConfig(**{**asdict(base), "score": "learnability"}), levels=levels)
+    pos = np.arange(400)
+    assert np.array_equal(keep.keep_probability(pos), learn.keep_probability(pos))  # skipping is unchanged
+    # Both skip the solved and hopeless prompts (kind 0 and 1) alike.
+    assert set(kind[np.concatenate([learn.select(40) for _ in range(3)])]) <= {2, 3}
