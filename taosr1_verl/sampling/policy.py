@@ -289,7 +289,8 @@ class SelectionPolicy:
         cands = [self._window(i, int(quotas[i])) for i in active]
         cuts = np.cumsum([c.size for c in cands[:-1]])
         q_all, r_all = self._ranked(np.concatenate(cands))
-        qs, rs = np.split(q_all, cuts), np.split(r_all, cuts)
+        qs = np.split(q_all, cuts)
+        rs = qs if r_all is q_all else np.split(r_all, cuts)
         parts = [
             self._select_class(i, int(quotas[i]), c, q, r)
             for i, c, q, r in zip(active, cands, qs, rs, strict=True)
