@@ -198,10 +198,12 @@ def ray_cluster(wheel_env: WheelEnv) -> Iterator[RayCluster]:
             proc = subprocess.run(cmd, env=node_env, cwd=root, capture_output=True, text=True, timeout=180)
             assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         cluster.pids = cluster.processes()
-        status = subprocess.run([ray, "status", f"--address=127.0.0.1:{gcs_port}"], env=node_env, capture_output=True,
-                                text=True, timeout=120)
-        assert status.returncode == 0, status.stderr[-2000:]
-        assert "taosr1_second_node" in status.stdout, status.stdout  # both nodes joined
+        deadline, status = time.monotonic() + 120, ""
+        while "taosr1_second_node" not in status and time.monotonic() < deadline:  # the worker registers late
+            time.sleep(2)
+            status = subprocess.run([ray, "status", f"--address=127.0.0.1:{gcs_port}"], env=node_env,
+                                    capture_output=True, text=True, timeout=120).stdout
+        assert "taosr1_second_node" in status, status  # both nodes joined
         yield cluster
     finally:
         _stop_all(cluster.processes())

@@ -112,6 +112,22 @@ def test_a_plain_verl_yaml_through_ray_job_submit_resumes_that_run(wheel_env, ra
     assert not _workload_gone(ray_cluster)
 
 
+def test_a_failing_job_leaves_nothing_behind(wheel_env, ray_cluster, grpo_run, tmp_path):
+    """A job that dies in the trainer (its model does not exist) ends FAILED, and its actors with it."""
+    job_id = f"failing-{uuid.uuid4().hex[:8]}"
+    proc = _ray(wheel_env, ray_cluster, "job", "submit", f"--address={ray_cluster.address}",
+                f"--submission-id={job_id}", f"--runtime-env-json={json.dumps(JOB_ENV)}", "--",
+                "python3", "-m", "verl.trainer.main_ppo", "--config-path=pkg://taosr1_verl.recipes",
+                "--config-name=grpo", "overlays/ppo=cpu", *JOINING_OVERRIDES, *grpo_run["common"],
+                f"actor_rollout_ref.model.path={tmp_path / 'no_such_model'}",
+                f"trainer.default_local_dir={tmp_path / 'ckpt'}")
+    assert proc.returncode != 0
+    status = _ray(wheel_env, ray_cluster, "job", "status", job_id, f"--address={ray_cluster.address}", timeout=120)
+    assert f"Job '{job_id}' failed" in status.stdout + status.stderr, status.stdout + status.stderr
+    left = _workload_gone(ray_cluster)
+    assert not left, left
+
+
 def test_ray_job_stop_leaves_no_trainer_or_vllm_process(wheel_env, ray_cluster, grpo_run, tmp_path):
     job_id = f"taosr1-stop-{uuid.uuid4().hex[:8]}"
     cmd = [str(wheel_env.bin / "taosr1"), "recipe", "run", "grpo", "--device", "cpu", "--submit",
