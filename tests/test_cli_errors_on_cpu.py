@@ -165,9 +165,22 @@ def test_a_missing_model_path_never_asks_the_hub(files, monkeypatch, capsys):
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_hub)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_hub)
     monkeypatch.chdir(files["root"])
-    for model in ("runs/tiny", "./tiny", "~/no_such_taosr1_model"):
+    (files["root"] / "runs").mkdir(exist_ok=True)  # runs/tiny: a missing model in a local runs/, not a hub id
+    for model in ("runs/tiny", "./tiny", "~/no_such_taosr1_model", "a/b/c"):
         assert main(["score", "--model", model, "--input", str(files["ok"])]) == 2
         assert "no such model directory" in _one_error_line(capsys, "score")
+
+
+def test_a_hub_id_is_not_taken_for_a_missing_local_path(tmp_path, monkeypatch):
+    from taosr1_verl.models.load import looks_like_path, resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    assert looks_like_path("Qwen/Qwen3-8B")  # offline (these tests) and not in the hub cache: a missing path
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert resolve_model("Qwen/Qwen3-8B") == ("Qwen/Qwen3-8B", False)  # online, no ./Qwen here: the hub's
+    (tmp_path / "Qwen").mkdir()
+    assert looks_like_path("Qwen/Qwen3-8B")  # now a missing model inside a local directory
 
 
 def test_score_output_checked_before_any_scoring(files, tiny_model_dir, capsys):

@@ -1,9 +1,12 @@
 """Load a model or tokenizer named on the command line, without surprises.
 
-Anything that looks like a path (it exists, contains a path separator, or starts with ``.`` or ``~``) is a
-local directory: it must exist, and it is loaded with ``local_files_only=True``, so a typo fails at once with
-the path in the message instead of spending a minute asking the Hugging Face hub for a repository called
-``runs/tiny``. Only a bare name (``gpt2``) goes to the hub, under the usual ``HF_HUB_OFFLINE`` rules.
+Anything that looks like a path is a local directory: it must exist, and it is loaded with
+``local_files_only=True``, so a typo fails at once with the path in the message instead of spending a minute
+asking the Hugging Face hub for a repository called ``runs/tiny``. A path is what exists, starts with ``/``,
+``.`` or ``~``, has more than one separator, or is ``DIR/NAME`` with ``DIR`` an existing local directory
+(``runs/tiny`` next to a ``runs/``). Everything else, a bare name (``gpt2``) or a hub id (``Qwen/Qwen3-8B``
+with no ``Qwen/`` here), goes to the hub under the usual ``HF_HUB_OFFLINE`` rules; offline, a ``DIR/NAME``
+that is not in the hub cache either is taken for a missing local path.
 Remote code is never trusted. Failures are :class:`~taosr1_verl.errors.UserError` naming the path.
 """
 
@@ -20,16 +23,44 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 
 
 def looks_like_path(name: str | os.PathLike[str]) -> bool:
-    """True when ``name`` is meant as a local path rather than a hub repository id.
+    """True when ``name`` is meant as a local path rather than a hub repository id (``org/name``).
 
     Example:
-        >>> looks_like_path("runs/tiny"), looks_like_path("./m"), looks_like_path("~/m"), looks_like_path("gpt2")
-        (True, True, True, False)
+        >>> looks_like_path("./m"), looks_like_path("~/m"), looks_like_path("/a/b"), looks_like_path("a/b/c")
+        (True, True, True, True)
+        >>> looks_like_path("gpt2")
+        False
     """
+    if isinstance(name, os.PathLike):
+        return True
     text = os.fspath(name)
-    seps = (os.sep, os.altsep) if os.altsep else (os.sep,)
-    return isinstance(name, os.PathLike) or any(s in text for s in seps) or text.startswith((".", "~")) \
-        or Path(text).exists()
+    if text.startswith(("/", ".", "~")) or Path(text).exists():
+        return True
+    parts = text.replace(os.altsep or os.sep, os.sep).split(os.sep)
+    if len(parts) > 2 or (len(parts) == 2 and "" in parts):
+        return True
+    # DIR/NAME: a hub id unless DIR is a local directory (then NAME is a missing model in it), or the hub is
+    # off and its cache does not have it either.
+    return len(parts) == 2 and (Path(parts[0]).is_dir() or (_hub_offline() and not _in_hub_cache(text)))
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    for filename in ("config.json", "tokenizer_config.json"):
+        try:
+            if isinstance(try_to_load_from_cache(repo_id, filename), str):
+                return True
+        except ValueError:  # not a valid repo id
+            return False
+    return False
 
 
 def resolve_model(name: str | os.PathLike[str], what: str = "model") -> tuple[str, bool]:

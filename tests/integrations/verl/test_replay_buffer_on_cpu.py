@@ -22,20 +22,6 @@ tq = pytest.importorskip("transfer_queue")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def transfer_queue():
-    from omegaconf import OmegaConf
-
-    # 2-core machines: more logical CPUs than cores, one storage unit (see the verl notes).
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
-    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
-    try:
-        yield tq
-    finally:
-        tq.close()
-        ray.shutdown()
-
-
 @pytest.fixture(autouse=True)
 def _empty_partitions(transfer_queue):
     """Each test starts from an empty store, whatever the previous one left (e.g. its last batch)."""

@@ -37,20 +37,6 @@ POLL = 0.05
 IMPLS = ("verl", "taosr1", "taosr1-verl-refill")
 
 
-@pytest.fixture(scope="module")
-def transfer_queue():
-    from omegaconf import OmegaConf
-
-    # 2-core machines: more logical CPUs than cores, one storage unit (see the verl notes).
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
-    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
-    try:
-        yield tq
-    finally:
-        tq.close()
-        ray.shutdown()
-
-
 def _clear(partition: str) -> None:
     keys = list((tq.kv_list(partition_id=partition) or {}).get(partition, {}))
     if keys:
