@@ -115,6 +115,11 @@ CASES = [
     ("dpo model_path=m train_file=t.parquet output_dir=o trl_args.learning_rate=1e-5", "dpo",
      "['learning_rate'] are recipe keys: set them as learning_rate=..."),
     ("recipe validate {root}/no_such.yaml", "recipe", "no_such.yaml: recipe file not found"),
+    # checked before TRL and torch are imported (they take about 20 s)
+    ("dpo model_path={root}/no_such_model train_file={rl} output_dir={root}/o", "dpo",
+     "model_path={root}/no_such_model: no such model directory"),
+    ("dpo model_path={root} train_file={root}/none.parquet output_dir={root}/o", "dpo",
+     "train_file={root}/none.parquet: no such file"),
 ]
 
 
