@@ -12,6 +12,11 @@ learnable gate on every field). Two kinds:
 Hashing uses CRC32 with a per-field salt, so ids are stable across processes and machines (Python's
 ``hash`` is salted per process). Everything here is plain Python/numpy: no torch.
 
+Two implementations of one definition: :meth:`FeatureExtractor.transform_reference` computes each pair in plain
+Python and is the specification; :meth:`FeatureExtractor.transform`, :meth:`~FeatureExtractor.catalog` and
+:meth:`~FeatureExtractor.request` run the vectorised extraction of :mod:`.columnar` (item side once per catalog,
+query side once per request), which must give the same arrays (tests/autofas/test_columnar_on_cpu.py).
+
 Example:
     >>> p = Pair(pair_id="q1:i1", index=0, query="red sofa", title="Red velvet sofa", category="sofa")
     >>> ex = FeatureExtractor(FeatureConfig(n_buckets=1024)).fit([p])
@@ -27,11 +32,14 @@ import re
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from taosr1_verl.data.pairs import Pair
+
+if TYPE_CHECKING:
+    from taosr1_verl.autofas.columnar import ItemFeatures
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 # "under $50", "below 50 dollars", "less than 50", "cheaper than 50", "< 50", "max 50"
@@ -164,7 +172,9 @@ class FeatureExtractor:
         self.categories = sorted(c for c in cats if c)
         self.dense_mean, self.dense_std = {}, {}
         if pairs:
-            raw = self._dense(pairs)
+            # Without statistics yet, the dense fields come out unstandardised.
+            dense = [s.name for s in self.specs if s.kind == "dense"]
+            raw = self.transform(pairs, fields=dense)
             for name, arr in raw.items():
                 self.dense_mean[name] = arr.mean(0).tolist()
                 std = arr.std(0)
@@ -174,7 +184,30 @@ class FeatureExtractor:
 
     def transform(self, pairs: Sequence[Pair], fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """``{field: array}``: int64 ``[n, size]`` ids for bag fields, standardised float32 ``[n, size]``
-        for dense fields. ``fields`` restricts the output (a derived student needs only its own)."""
+        for dense fields. ``fields`` restricts the output (a derived student needs only its own).
+        Vectorised (:func:`.columnar.transform`); equal to :meth:`transform_reference`."""
+        from taosr1_verl.autofas import columnar
+
+        return columnar.transform(self, pairs, fields)
+
+    def catalog(self, pairs: Sequence[Pair], fields: Sequence[str] | None = None) -> ItemFeatures:
+        """The item side of the items of ``pairs`` (one catalog row per pair), computed once: what a
+        pre-ranking index stores per item. ``fields`` limits it to what those fields need."""
+        from taosr1_verl.autofas import columnar
+
+        return columnar.build_items(self, columnar.ItemColumns.from_pairs(pairs), fields)
+
+    def request(self, query: str, catalog: ItemFeatures, rows: np.ndarray | None = None,
+                fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The fields of one request: ``query`` against catalog rows ``rows`` (all when ``None``); only the
+        query side and the cross features are computed."""
+        from taosr1_verl.autofas import columnar
+
+        return columnar.request(self, query, catalog, rows, fields)
+
+    def transform_reference(self, pairs: Sequence[Pair], fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """:meth:`transform` pair by pair in plain Python: the specification the vectorised path is tested
+        against."""
         want = set(fields) if fields is not None else {s.name for s in self.specs}
         unknown = want - {s.name for s in self.specs}
         if unknown:
@@ -270,10 +303,11 @@ class FeatureExtractor:
                 price = p.price if p.price is not None and math.isfinite(p.price) and p.price >= 0 else None
                 lp = math.log1p(price) if price is not None else 0.0
                 within = float(limit is not None and price is not None and price <= limit)
-                ratio = (
-                    max(-3.0, min(3.0, math.log((price + 1.0) / (limit + 1.0))))
-                    if limit is not None and price is not None else 0.0
-                )
+                ratio = 0.0
+                if limit is not None and price is not None:
+                    # An absurd limit ("under 1000...0", beyond float range) is infinite: the ratio's floor.
+                    q = (price + 1.0) / (limit + 1.0)
+                    ratio = max(-3.0, min(3.0, math.log(q))) if q > 0 else -3.0
                 cols["price"].append([lp, float(limit is not None), within, ratio])
         spec = self.spec_by_name
         return {n: np.asarray(v, dtype=np.float32).reshape(len(pairs), spec[n].size) for n, v in cols.items()}
