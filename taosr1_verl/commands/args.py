@@ -1,4 +1,6 @@
-"""argparse types that check files and numbers while the command line is parsed, before any work starts.
+"""What the subcommands share: argparse types that check files and numbers while the command line is parsed,
+before any work starts, and the arguments several commands take (with their choices read from the modules
+that own them).
 
 A bad value ends the command with one line (``taosr1 score: error: argument --output: runs is a
 directory; give a file name``) instead of a traceback after minutes of scoring.
@@ -13,8 +15,9 @@ from pathlib import Path
 
 from taosr1_verl.config_types import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Bound
 
-__all__ = ["fraction", "input_file", "input_file_or_stdin", "non_negative_float", "non_negative_int", "output_dir",
-           "output_file", "output_file_or_stdout", "parquet_file", "positive_float", "positive_int", "unit_float"]
+__all__ = ["add_format_arg", "add_instructions_arg", "add_scorer_args", "fraction", "input_file", "input_file_or_stdin",
+           "make_scorer_from_args", "non_negative_float", "non_negative_int", "output_dir", "output_file",
+           "output_file_or_stdout", "parquet_file", "positive_float", "positive_int", "unit_float"]
 
 
 def _fail(message: str) -> argparse.ArgumentTypeError:
@@ -114,3 +117,46 @@ unit_float = bounded(UNIT)
 """A number in [0, 1] (thresholds)."""
 fraction = bounded(FRACTION)
 """A number in (0, 1] (top-p, fractions of a budget)."""
+
+
+# ---- arguments several commands take ----------------------------------------------------------------------
+
+
+def add_format_arg(p: argparse.ArgumentParser, help: str = "response format") -> None:
+    """``--format {post_cot,pre_cot}``: the response format (:data:`taosr1_verl.response.FORMATS`)."""
+    from taosr1_verl.response import FORMATS
+
+    p.add_argument("--format", default="post_cot", choices=FORMATS, help=help)
+
+
+def add_instructions_arg(p: argparse.ArgumentParser) -> None:
+    """``--instructions {full,compact,none}`` (and ``--compact`` for ``--instructions compact``): how much of
+    the task the prompts' system message spells out. Training and serving must use the same."""
+    from taosr1_verl.prompts import INSTRUCTIONS
+
+    p.add_argument("--instructions", choices=INSTRUCTIONS, default="full",
+                   help="system message: full, compact (one line, small models) or none (a model trained from "
+                        "scratch on this task)")
+    p.add_argument("--compact", dest="instructions", action="store_const", const="compact",
+                   help="same as --instructions compact")
+
+
+def add_scorer_args(p: argparse.ArgumentParser) -> None:
+    """Model and first-token scoring backend options (``score`` and ``eval``); see :func:`make_scorer_from_args`."""
+    from taosr1_verl.scoring.registry import SCORERS
+
+    p.add_argument("--model", required=True, help="local model directory (for --backend openai: its tokenizer)")
+    p.add_argument("--backend", default="hf", choices=SCORERS.names, help="scoring engine")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint for --backend openai, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--schema", default="taosr1", help="label schema preset (taosr1, esci, wands)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="items per forward pass / request")
+    p.add_argument("--block-size", type=positive_int, default=32,
+                   help="vLLM KV block size (prefix caching reuses whole blocks)")
+
+
+def make_scorer_from_args(args: argparse.Namespace):
+    """The scorer :func:`add_scorer_args`' options ask for (a context manager: it frees its engine on exit)."""
+    from taosr1_verl.scoring.registry import make_scorer
+
+    return make_scorer(args.backend, args.model, args.schema, base_url=args.base_url, batch_size=args.batch_size,
+                       block_size=args.block_size)

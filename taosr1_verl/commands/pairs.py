@@ -18,13 +18,15 @@ from taosr1_verl.run_manifest import interruptible
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from taosr1_verl.pairs.rule import CHOSEN_POLICIES, REJECTED_POLICIES
+
     p.add_argument("--out", required=True, type=output_dir,
                    help="output directory (pairs.parquet, difficulty.parquet, report.*)")
     p.add_argument("--teacher", type=input_file,
                    help="teacher JSONL ({pair_id, response}): chosen answer when no sample is right")
-    p.add_argument("--chosen", default="shortest", choices=["shortest", "longest", "first", "random"],
+    p.add_argument("--chosen", default="shortest", choices=CHOSEN_POLICIES,
                    help="which correct answer becomes chosen")
-    p.add_argument("--rejected", default="confident", choices=["confident", "farthest", "malformed", "first", "random"],
+    p.add_argument("--rejected", default="confident", choices=REJECTED_POLICIES,
                    help="which wrong answer becomes rejected")
     p.add_argument("--pairs-per-prompt", type=positive_int, default=1, help="distinct pairs per prompt, at most")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and of the random policies")
@@ -39,11 +41,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from taosr1_verl.pairs.generate import BACKENDS
+
     p = sub.add_parser("passn", help="pass@N: sample N responses per RL prompt, grade, write difficulty + DPO pairs")
     p.add_argument("--prompts", required=True, type=parquet_file,
                    help="RL parquet (prompt, reward_model.ground_truth, extra_info.index)")
     p.add_argument("--model", required=True, help="SFT model directory (Hugging Face layout)")
-    p.add_argument("--backend", default="vllm", choices=["vllm", "hf"], help="generation backend")
+    p.add_argument("--backend", default="vllm", choices=BACKENDS.names, help="generation backend")
     p.add_argument("-n", "--n", type=positive_int, default=5, help="samples per prompt")
     p.add_argument("--temperature", type=positive_float, default=1.0)
     p.add_argument("--top-p", type=unit_float, default=1.0)

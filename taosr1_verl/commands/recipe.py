@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEVICES = ("cpu", "gpu")
-RECIPE_HELP = "sft, grpo, or the path of your own recipe YAML that extends one of them"
+from taosr1_verl.integrations.verl.recipes import DEVICES, RECIPES
+
+RECIPE_HELP = f"{', '.join(RECIPES)}, or the path of your own recipe YAML that extends one of them"
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,7 +11,7 @@ scikit-learn does by default; per-class rows list every level of the schema.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -147,6 +147,24 @@ def classification_report(
         "confusion": {"labels": [*(lv.name for lv in schema.levels), "invalid"], "matrix": cm[:-1].tolist()},
         "tier_confusion": {"labels": tier_labels, "matrix": tcm[:-1].tolist()},
     }
+
+
+def majority_macro_f1(label_counts: Mapping[Any, int], majority: Any = None,
+                      schema: LabelSchema | str | None = None) -> float:
+    """Macro-F1 of always answering the majority label, on gold labels with these counts: the floor a model
+    must beat. ``majority`` defaults to the most frequent label (the first of equal counts).
+
+    Example:
+        >>> round(majority_macro_f1({4: 6, 2: 3, 1: 1}), 4)
+        0.25
+    """
+    counts = {k: int(v) for k, v in label_counts.items()}
+    if not counts:
+        raise ValueError("no gold labels to take a majority of")
+    if majority is None:
+        majority = max(counts, key=counts.get)
+    gold = [k for k, v in counts.items() for _ in range(v)]
+    return macro_f1(gold, [majority] * len(gold), schema)
 
 
 def agreement(a: Sequence[Any], b: Sequence[Any]) -> float:

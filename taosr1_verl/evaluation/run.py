@@ -78,9 +78,10 @@ def evaluate(
         >>> res = evaluate("eval.parquet", HFScorer("runs/sft"), modes=["first_token", "generate"])
         >>> res["metrics"]["first_token_cumpt"]["macro_f1"]
     """
+    from taosr1_verl.evaluation.calibration import calibrate_beta
     from taosr1_verl.response import make_parser
     from taosr1_verl.rewards import score_batch
-    from taosr1_verl.scoring.cumpt import argmax_levels, calibrate_beta, cumpt_levels
+    from taosr1_verl.scoring.cumpt import argmax_levels, cumpt_levels
 
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:

@@ -17,10 +17,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from taosr1_verl.registry import LazyRegistry
 
 Messages = list[dict[str, str]]
 
@@ -74,10 +75,11 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-BACKENDS: dict[str, str] = {
-    "hf": "taosr1_verl.pairs.hf:HFBackend",
+BACKENDS = LazyRegistry("generation backend", {
     "vllm": "taosr1_verl.pairs.vllm_backend:VLLMBackend",
-}
+    "hf": "taosr1_verl.pairs.hf:HFBackend",
+})
+"""``vllm`` (the default of ``taosr1 passn``) and ``hf`` (the fallback that needs only transformers)."""
 
 
 def get_backend(name: str, model_path: str, **kwargs: object) -> Backend:
@@ -86,12 +88,7 @@ def get_backend(name: str, model_path: str, **kwargs: object) -> Backend:
     Example (not run: loads a model):
         >>> be = get_backend("hf", "/path/to/model", threads=1)  # doctest: +SKIP
     """
-    try:
-        target = BACKENDS[name]
-    except KeyError:
-        raise ValueError(f"unknown generation backend {name!r}; choose one of {sorted(BACKENDS)}") from None
-    mod, cls = target.split(":")
-    return getattr(importlib.import_module(mod), cls)(model_path, **kwargs)
+    return BACKENDS.load(name)(model_path, **kwargs)
 
 
 def render_prompts(tokenizer: object, prompts: Sequence[Messages]) -> list[list[int]]:

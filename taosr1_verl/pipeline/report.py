@@ -57,16 +57,25 @@ def _plot_sampler(series: dict[str, list[float]], path: Path) -> bool:
     return True
 
 
+def majority_baseline(ctx: StageContext) -> float:
+    """Macro-F1 of always answering the test split's majority label: what the report and the demo's SFT gate
+    compare with."""
+    from taosr1_verl.evaluation.metrics import majority_macro_f1
+
+    data = ctx.summaries["data"]
+    counts = {int(k): v for k, v in data["test_label_counts"].items()}
+    return majority_macro_f1(counts, int(data["majority_level"]), "taosr1")
+
+
 def _fmt(v: Any, digits: int = 3) -> str:
     return "n/a" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
 def stage_report(ctx: StageContext, out: Path) -> dict[str, Any]:
     from taosr1_verl.files import atomic_write_text
-    from taosr1_verl.pipeline.demo import _majority_f1
 
     s = ctx.summaries
-    baseline = _majority_f1(ctx)
+    baseline = majority_baseline(ctx)
     rows = []
     for model_stage, eval_stage in EVAL_STAGES:
         ev = s.get(eval_stage) or {}

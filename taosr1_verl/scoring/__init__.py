@@ -1,18 +1,16 @@
-"""First-token label scoring: label probabilities from one prefill pass, CumPT tiering and calibration.
+"""First-token label scoring: label probabilities from one prefill pass, and CumPT tiering.
 
-``cumpt`` is pure numpy. The backends (``hf``, ``vllm_backend``, ``openai_backend``) import their engines
-only when constructed.
+``cumpt`` is pure numpy (its calibration on labelled data is :mod:`taosr1_verl.evaluation.calibration`). The
+backends (``hf``, ``vllm_backend``, ``openai_backend``) are built by name through
+:mod:`~taosr1_verl.scoring.registry` and import their engines only when constructed.
 """
 
 from taosr1_verl.scoring.cumpt import (
-    Calibration,
     argmax_levels,
-    calibrate_beta,
     cumpt_levels,
     cumpt_tiers,
     levels_to_tiers,
     softmax,
 )
 
-__all__ = ["Calibration", "argmax_levels", "calibrate_beta", "cumpt_levels", "cumpt_tiers", "levels_to_tiers",
-           "softmax"]
+__all__ = ["argmax_levels", "cumpt_levels", "cumpt_tiers", "levels_to_tiers", "softmax"]

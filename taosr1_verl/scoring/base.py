@@ -135,15 +135,16 @@ class FirstTokenScorer:
     def render(self, prompts: Iterable[Messages]) -> list[list[int]]:
         return [render_prompt_ids(self.tokenizer, m) for m in prompts]
 
-    def check_ids(self, seqs: Sequence[Sequence[int]], row_offset: int = 0) -> None:
+    def check_ids(self, seqs: Sequence[Sequence[int]], where: Sequence[str] | None = None,
+                  hint: str = "shorten the item text (PromptConfig budgets)") -> None:
+        """Refuse an empty prompt, or one longer than ``max_prompt_tokens``, naming its row: ``where[i]``
+        (e.g. ``file:line``), else ``row i``; ``hint`` says what to do about a long one."""
         for i, s in enumerate(seqs):
             if len(s) == 0:
-                raise ValueError(f"row {row_offset + i}: empty prompt")
+                raise ValueError(f"{where[i] if where is not None else f'row {i}'}: empty prompt")
             if self.max_prompt_tokens is not None and len(s) > self.max_prompt_tokens:
-                raise ValueError(
-                    f"row {row_offset + i}: prompt has {len(s)} tokens, more than max_prompt_tokens="
-                    f"{self.max_prompt_tokens}; shorten the item text (PromptConfig budgets)"
-                )
+                raise ValueError(f"{where[i] if where is not None else f'row {i}'}: prompt has {len(s)} tokens, "
+                                 f"more than the model's {self.max_prompt_tokens}; {hint}")
 
     def score_ids(self, seqs: Sequence[Sequence[int]], groups: Sequence[Any] | None = None,
                   progress: bool = False) -> np.ndarray:
@@ -204,6 +205,14 @@ class FirstTokenScorer:
                 raise ValueError(f"item {i}: {e}") from None
         return self.score_messages(msgs, progress=progress)
 
+    @classmethod
+    def open(cls, model: str, schema: LabelSchema | str | None = None, *, base_url: str | None = None,
+             batch_size: int = 32, block_size: int | None = None, **kwargs: Any) -> FirstTokenScorer:
+        """Build the backend from the options ``taosr1 score``/``eval`` give every backend
+        (:func:`~taosr1_verl.scoring.registry.make_scorer`): each takes the ones it uses (``batch_size``: HF and
+        endpoint, ``block_size``: vLLM, ``base_url``: endpoint) and passes ``kwargs`` to its constructor."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built by name")
+
     def close(self) -> None:
         """Free the engine (backends with processes override this)."""
 
@@ -212,31 +221,3 @@ class FirstTokenScorer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
-
-
-def make_scorer(backend: str, model: str, schema: LabelSchema | str | None = None, *,
-                base_url: str | None = None, batch_size: int = 32, **kwargs: Any) -> FirstTokenScorer:
-    """Build a backend by name: ``hf`` (transformers), ``vllm`` (offline engine) or ``openai`` (an endpoint at
-    ``base_url``; ``model`` is then the local tokenizer directory). The engine is imported only here.
-
-    Example:
-        >>> make_scorer("hf", "runs/tiny", "taosr1")                # doctest: +SKIP
-    """
-    if backend == "hf":
-        from taosr1_verl.scoring.hf import HFScorer
-
-        return HFScorer(model, schema=schema, batch_size=batch_size, **kwargs)
-    if backend == "vllm":
-        from taosr1_verl.scoring.vllm_backend import VLLMScorer
-
-        return VLLMScorer(model, schema=schema, **kwargs)
-    if backend == "openai":
-        if not base_url:
-            raise ValueError("backend 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        from taosr1_verl.scoring.openai_backend import OpenAIScorer
-
-        return OpenAIScorer(base_url, model, schema=schema, batch_size=batch_size, **kwargs)
-    raise ValueError(f"unknown scoring backend {backend!r}; choose one of {BACKENDS}")

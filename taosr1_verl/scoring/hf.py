@@ -117,6 +117,11 @@ class HFScorer(FirstTokenScorer):
                              use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, self._label_idx].float().cpu().numpy()
 
+    @classmethod
+    def open(cls, model: str, schema: LabelSchema | str | None = None, *, base_url: str | None = None,
+             batch_size: int = 32, block_size: int | None = None, **kwargs: Any) -> HFScorer:
+        return cls(model, schema=schema, batch_size=batch_size, **kwargs)
+
     def _score_group(self, seqs: list[list[int]], prefix_len: int) -> np.ndarray:
         use_prefix = self.reuse_prefix and prefix_len >= self.min_prefix_tokens
         kv = self._prefix_kv(seqs[0][:prefix_len]) if use_prefix else None

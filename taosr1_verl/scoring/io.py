@@ -23,6 +23,8 @@ from typing import Any, TextIO
 
 ITEM_FIELDS = ("title", "attributes", "description")
 DEFAULT_MAX_CHARS = 5000
+INPUT_FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv")
+"""Formats of the score input (``taosr1 score --input-format``)."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ def read_score_input(source: str | os.PathLike[str] | TextIO, fmt: str | None = 
         >>> rows[0].query, rows[0].title, rows[0].where
         ('oak table', 'Oak desk', '<stdin>:1: item 0')
     """
-    if fmt not in (None, "jsonl", "csv", "tsv"):
+    if fmt is not None and fmt not in INPUT_FORMATS:
         raise ValueError(f"unknown input format {fmt!r}; use jsonl, csv or tsv")
     if isinstance(source, str | os.PathLike):
         path = Path(source)

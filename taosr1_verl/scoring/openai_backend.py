@@ -107,6 +107,14 @@ class OpenAIScorer(FirstTokenScorer):
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
         self.model = model or self._first_model()
 
+    @classmethod
+    def open(cls, model: str, schema: LabelSchema | str | None = None, *, base_url: str | None = None,
+             batch_size: int = 32, block_size: int | None = None, **kwargs: Any) -> OpenAIScorer:
+        """``model`` is the local tokenizer directory of the model served at ``base_url``."""
+        if not base_url:
+            raise ValueError("backend 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        return cls(base_url, model, schema=schema, batch_size=batch_size, **kwargs)
+
     def _first_model(self) -> str:
         req = urllib.request.Request(f"{self.base_url}/models")
         if self.api_key:

@@ -157,6 +157,11 @@ class VLLMScorer(FirstTokenScorer):
         self.llm = LLM(**kwargs)
         super().__init__(self.llm.get_tokenizer(), schema, max_prompt_tokens=max_model_len - 1)
 
+    @classmethod
+    def open(cls, model: str, schema: LabelSchema | str | None = None, *, base_url: str | None = None,
+             batch_size: int = 32, block_size: int | None = None, **kwargs: Any) -> VLLMScorer:
+        return cls(model, schema=schema, block_size=block_size, **kwargs)
+
     def _score_group(self, seqs: list[list[int]], prefix_len: int) -> np.ndarray:
         from vllm import SamplingParams
 

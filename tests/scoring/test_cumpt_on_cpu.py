@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from taosr1_verl.evaluation.calibration import calibrate_beta
 from taosr1_verl.schema import ESCI, TAOSR1, WANDS
 from taosr1_verl.scoring.cumpt import (
     argmax_levels,
-    calibrate_beta,
     cumpt_levels,
     cumpt_tiers,
     softmax,

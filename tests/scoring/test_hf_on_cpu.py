@@ -66,7 +66,7 @@ def test_score_items_and_bad_input(scorer, tiny_model):
     with pytest.raises(ValueError, match="row 0: empty prompt"):
         scorer.score_ids([[]])
     short = HFScorer(scorer.model, scorer.tokenizer, max_prompt_tokens=50)
-    with pytest.raises(ValueError, match="row 0: prompt has .* tokens, more than max_prompt_tokens=50"):
+    with pytest.raises(ValueError, match="row 0: prompt has .* tokens, more than the model's 50"):
         short.score_items("oak table", [{"title": "Oak dining table"}])
     # A schema whose label strings are words: not one token of this tokenizer.
     wordy = make_schema("wordy", [LabelLevel(2, "Good", "Excellent", "Good"), LabelLevel(1, "Bad", "Irrelevant", "Bad")])

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from taosr1_verl.config_types import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Bound, mismatch
 from taosr1_verl.recipes import CONFIG_PATH, recipes_dir
@@ -37,6 +37,8 @@ from taosr1_verl.recipes import CONFIG_PATH, recipes_dir
 logger = logging.getLogger(__name__)
 
 Device = Literal["cpu", "gpu"]
+DEVICES: tuple[str, ...] = get_args(Device)
+"""The device overlays a recipe runs with (``overlays/<kind>/<device>.yaml``)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def _user_recipe(path: Path) -> RecipeSpec:
 
 def overlay_override(spec: RecipeSpec, device: Device) -> str:
     """The Hydra override that selects the device overlay, e.g. ``overlays/ppo=cpu``."""
-    if device not in ("cpu", "gpu"):
+    if device not in DEVICES:
         raise RecipeError(f"device must be 'cpu' or 'gpu', got {device!r}")
     return f"overlays/{spec.kind}={device}"
 

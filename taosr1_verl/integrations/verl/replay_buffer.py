@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import transfer_queue as tq
@@ -112,6 +112,18 @@ class BufferOptions:
             raise ValueError(f"sampler_kwargs.max_groups_per_step must be >= 1 or null, got {self.max_groups_per_step}")
 
 
+@runtime_checkable
+class DifficultySampling(Protocol):
+    """What a replay buffer shares with the ``taosr1_sync`` trainer's dataloader
+    (:mod:`taosr1_verl.integrations.verl.trainer`): the tracker its finished groups update, the group rule, and
+    its options (batch granularity, selection policy, label schema). Both TaoSR1 buffers have them; with
+    verl's own buffer the trainer builds its own tracker."""
+
+    tracker: DifficultyTracker
+    rule: GroupRule
+    options: BufferOptions
+
+
 def parse_sampler_kwargs(sampler_kwargs: Any) -> tuple[GroupRule, TrackerConfig, BufferOptions]:
     """Split verl's free-form ``trainer.v1.sampler.sampler_kwargs`` into rule, tracker and buffer options.
 
@@ -163,9 +175,10 @@ def _merge_verl_kwargs(sampler_kwargs: Any, verl_kwargs: dict[str, Any]) -> dict
 
 
 class _TaoSR1SamplingMixin:
-    """Shared set-up and the overrides of verl's private replay-buffer methods (the one place that knows
-    them): fetch finished groups from TransferQueue, hand them to the partition's
-    :class:`~taosr1_verl.sampling.GroupLedger`, and translate its decisions back into verl's structures."""
+    """What both TaoSR1 buffers add to verl's (their :class:`DifficultySampling` side): shared set-up and the
+    overrides of verl's private replay-buffer methods (the one place that knows them): fetch finished groups
+    from TransferQueue, hand them to the partition's :class:`~taosr1_verl.sampling.GroupLedger`, and translate
+    its decisions back into verl's structures."""
 
     _plans_refills = False
     """The sync loop's refill is sized by the keep rate; verl's async loop refills one per eviction."""

@@ -28,7 +28,7 @@ from omegaconf import open_dict
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-from taosr1_verl.integrations.verl.replay_buffer import _TaoSR1SamplingMixin
+from taosr1_verl.integrations.verl.replay_buffer import BufferOptions, DifficultySampling
 from taosr1_verl.sampling import DifficultyTracker, GroupRule, PolicyConfig, SelectionPolicy
 from taosr1_verl.sampling.tracker import UNKNOWN_LEVEL
 from taosr1_verl.schema import get_schema
@@ -91,19 +91,19 @@ class TaoSR1SyncTrainer(PPOTrainerSync):
         from taosr1_verl.sampling.torch_sampler import DifficultySampler
 
         rb = self.replay_buffer
-        ours = isinstance(rb, _TaoSR1SamplingMixin)
+        ours = isinstance(rb, DifficultySampling)
         if ours:
             # Refills are exact prompt counts: the loader must fetch in the buffer's granularity.
             with open_dict(self.config):
                 self.config.data.gen_batch_size = rb.options.gen_batch_size
         super()._init_dataloader()
-        schema = rb.options.schema if ours else "taosr1"
-        keys, levels = dataset_keys_and_levels(self.train_dataset.dataframe, schema)
-        tracker = rb.tracker if ours else DifficultyTracker()
-        rule = rb.rule if ours else GroupRule()
-        policy_kw = dict((rb.options.policy or {}) if ours else {})
+        # verl's own buffer: a tracker of our own (nothing feeds it) and the default options.
+        tracker, rule, opts = (rb.tracker, rb.rule, rb.options) if ours else (DifficultyTracker(), GroupRule(),
+                                                                              BufferOptions())
+        keys, levels = dataset_keys_and_levels(self.train_dataset.dataframe, opts.schema)
+        policy_kw = dict(opts.policy or {})
         policy_kw.setdefault("seed", int(self.config.data.get("seed") or 0))
-        group_size = (rb.options.group_size if ours else None) or int(self.config.actor_rollout_ref.rollout.n)
+        group_size = opts.group_size or int(self.config.actor_rollout_ref.rollout.n)
         policy = SelectionPolicy(tracker, rule, PolicyConfig(group_size=group_size, **policy_kw),
                                  keys=keys, levels=levels)
         sampler = DifficultySampler(policy, num_samples=len(self.train_dataset),
