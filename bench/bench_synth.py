@@ -34,7 +34,7 @@ def main() -> None:
 
     from taosr1_verl.data import write_rl_parquet
     from taosr1_verl.data.synth import DEFAULT_LABEL_MIX, generate_synthetic, load_rules, rule_teacher
-    from taosr1_verl.data.synth.catalog import _Chooser
+    from taosr1_verl.data.synth.catalog import WeightedChooser
 
     kb = load_rules()
     n = args.n
@@ -55,7 +55,7 @@ def main() -> None:
         print(f"| {name} | {s:.2f} | {n / s:,.0f} | {s / 10:.2f} |")
 
     rng = random.Random(0)
-    choose = _Chooser(DEFAULT_LABEL_MIX)
+    choose = WeightedChooser(DEFAULT_LABEL_MIX)
     keys, weights = list(DEFAULT_LABEL_MIX), list(DEFAULT_LABEL_MIX.values())
     draws = 1_000_000
     ours = median_s(lambda: [choose(rng) for _ in range(draws)], args.repeat)

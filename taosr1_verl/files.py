@@ -100,6 +100,21 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, default: Any = str
     atomic_write_text(path, json.dumps(obj, indent=1, default=default, ensure_ascii=False))
 
 
+def drop_torn_tail(path: str | os.PathLike[str]) -> None:
+    """Cut a half-written last line (a run killed while appending) off a line-oriented file, so the next append
+    starts on a fresh line. A missing or empty file, or one ending in a newline, is left as it is."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)
+
+
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for each non-blank line of a JSONL file (a UTF-8 BOM is allowed).
 

@@ -216,7 +216,9 @@ def _gold_from_row(i: int, kwargs: dict[str, Any]) -> Any:
     if "ground_truth" in kwargs:
         return kwargs["ground_truth"][i]
     if "reward_model" in kwargs:
-        return kwargs["reward_model"][i]["ground_truth"]
+        from taosr1_verl.rl_rows import ground_truth
+
+        return ground_truth({"reward_model": kwargs["reward_model"][i]}, f"TRL batch row {i}")
     if "label" in kwargs:
         return kwargs["label"][i]
     raise KeyError("TaoSR1 TRL reward needs a `ground_truth`, `reward_model` or `label` dataset column")

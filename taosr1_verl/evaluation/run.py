@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from taosr1_verl import rl_rows
 from taosr1_verl.evaluation.metrics import agreement, classification_report, verdict_contradiction
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ MODES: tuple[str, ...] = ("first_token", "generate")
 def read_eval_rows(path: str | os.PathLike[str], limit: int | None = None) -> list[dict[str, Any]]:
     """Rows of an eval parquet with ``prompt`` (chat messages) and ``reward_model.ground_truth``.
 
-    Raises ``ValueError`` naming the file, row and field of the first bad row.
+    Raises ``ValueError`` naming the file, row and field of the first bad row (:mod:`taosr1_verl.rl_rows`).
     """
     import pyarrow.parquet as pq
 
@@ -45,13 +46,8 @@ def read_eval_rows(path: str | os.PathLike[str], limit: int | None = None) -> li
         table = table.slice(0, limit)
     rows = table.to_pylist()
     for i, r in enumerate(rows):
-        msgs = r.get("prompt")
-        if not isinstance(msgs, list) or not msgs or not all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in msgs):
-            raise ValueError(f"{path}: row {i}: field 'prompt' must be a non-empty list of {{role, content}}")
-        rm = r.get("reward_model")
-        if not isinstance(rm, dict) or rm.get("ground_truth") in (None, ""):
-            raise ValueError(f"{path}: row {i}: field 'reward_model.ground_truth' is missing")
+        rl_rows.prompt_messages(r, f"{path} row {i}")
+        rl_rows.ground_truth(r, f"{path} row {i}")
     return rows
 
 
@@ -90,19 +86,14 @@ def evaluate(
     rows = read_eval_rows(data, limit)
     if not rows:
         raise ValueError(f"{data}: no rows to evaluate")
-    gold = []
-    for i, r in enumerate(rows):
-        try:
-            gold.append(schema.normalize(r["reward_model"]["ground_truth"]))
-        except ValueError as e:
-            raise ValueError(f"{data}: row {i}: field 'reward_model.ground_truth': {e}") from None
+    gold = [rl_rows.gold_level(r, schema, f"{data} row {i}") for i, r in enumerate(rows)]
     ids = scorer.render([r["prompt"] for r in rows])
     groups = [((r.get("extra_info") or {}).get("query") or "") for r in rows]
     result: dict[str, Any] = {"dataset": str(data), "model": model_name, "backend": scorer.name,
                               "schema": schema.name, "n": len(rows), "metrics": {}, "agreement": {}}
     preds: dict[str, list[int | None]] = {}
     per_row: list[dict[str, Any]] = [
-        {"index": (r.get("extra_info") or {}).get("index", i), "gold": g} for i, (r, g) in enumerate(zip(rows, gold, strict=True))
+        {"index": rl_rows.row_index(r, f"{data} row {i}"), "gold": g} for i, (r, g) in enumerate(zip(rows, gold, strict=True))
     ]
     if "first_token" in modes:
         probs = scorer.score_ids(ids, groups=groups, progress=progress)

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taosr1_verl.files import atomic_path, atomic_write_bytes, iter_jsonl
+from taosr1_verl import rl_rows
+from taosr1_verl.files import atomic_path, atomic_write_bytes, drop_torn_tail, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -56,51 +57,19 @@ def _atomic_parquet(table: Any, path: str | os.PathLike[str]) -> None:
         pq.write_table(table, tmp)
 
 
-def _field(row: Mapping[str, Any], dotted: str, where: str) -> Any:
-    cur: Any = row
-    for part in dotted.split("."):
-        if not isinstance(cur, Mapping) or part not in cur or cur[part] is None:
-            raise ValueError(f"{where}: missing field {dotted!r}")
-        cur = cur[part]
-    return cur
-
-
-def _messages(value: Any, where: str) -> list[dict[str, str]]:
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"{where}: field 'prompt' must be a non-empty list of chat messages")
-    out = []
-    for j, m in enumerate(value):
-        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise ValueError(f"{where}: field 'prompt[{j}]' must have string 'role' and 'content'")
-        out.append({"role": m["role"], "content": m["content"]})
-    return out
-
-
-def _index(value: Any, where: str) -> int:
-    ok = isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())
-    ok = ok or (hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu")
-    if isinstance(value, bool) or not ok:
-        raise ValueError(f"{where}: field 'extra_info.index' must be a non-negative int, got {value!r}")
-    idx = int(value)
-    if idx < 0:
-        raise ValueError(f"{where}: field 'extra_info.index' must be a non-negative int, got {value!r}")
-    return idx
-
-
 # ---- prompts --------------------------------------------------------------------------------------
 
 
 def rows_to_prompts(rows: Iterable[Mapping[str, Any]], source: str, prompt_key: str = "prompt") -> list[PromptRow]:
-    """Validate RL rows; raises ``ValueError`` naming the file, row and field of the first bad one."""
+    """Validate RL rows (:mod:`taosr1_verl.rl_rows`); raises ``ValueError`` naming the file, row and field of the
+    first bad one. Two rows with one ``extra_info.index`` are an error: outputs are keyed by it."""
     out: list[PromptRow] = []
     seen: dict[int, int] = {}
     for r, row in enumerate(rows):
         where = f"{source} row {r}"
-        msgs = _messages(_field(row, prompt_key, where), where)
-        gt = _field(row, "reward_model.ground_truth", where)
-        idx = _index(_field(row, "extra_info.index", where), where)
+        msgs = rl_rows.prompt_messages(row, where, prompt_key)
+        gt = rl_rows.ground_truth(row, where)
+        idx = rl_rows.row_index(row, where)
         if idx in seen:
             raise ValueError(f"{where}: extra_info.index {idx} already used by row {seen[idx]}")
         seen[idx] = r
@@ -109,7 +78,7 @@ def rows_to_prompts(rows: Iterable[Mapping[str, Any]], source: str, prompt_key: 
         teacher = info.get("teacher_response")
         teacher = teacher if isinstance(teacher, str) and teacher.strip() else None
         pid = str(pair_id) if pair_id is not None else str(idx)
-        out.append(PromptRow(idx, msgs, gt, pid, str(row.get("data_source") or ""), teacher))
+        out.append(PromptRow(idx, msgs, gt, pid, rl_rows.data_source(row, where), teacher))
     return out
 
 
@@ -185,7 +154,7 @@ def read_responses(path: str | os.PathLike[str], prompt_key: str = "prompt") -> 
         where = f"{path}:{lineno}"
         if "index" not in row:
             raise ValueError(f"{where}: missing field 'index'")
-        idx = _index(row["index"], where)
+        idx = rl_rows.check_index(row["index"], where, "index")
         per_prompt = "responses" in row
         seen = first.setdefault(idx, (lineno, per_prompt))
         if seen[0] != lineno and (per_prompt or seen[1]):
@@ -243,25 +212,12 @@ def read_samples_done(path: str | os.PathLike[str]) -> ResponseSet:
     return rs
 
 
-def _drop_torn_tail(path: Path) -> None:
-    # A killed run may leave half a line; cut it so the next append starts on a fresh line.
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        f.seek(0)
-        data = f.read()
-        f.truncate(data.rfind(b"\n") + 1)
-
-
 def append_samples(path: str | os.PathLike[str], indices: Sequence[int], samples: Sequence[Sequence[Any]]) -> None:
     """Append one JSON line per prompt and fsync, so a killed run resumes after the last whole chunk."""
     lines = []
     for idx, ss in zip(indices, samples, strict=True):
         lines.append(json.dumps({"index": int(idx), "responses": [s.text for s in ss], "n_tokens": [s.n_tokens for s in ss]}))
-    _drop_torn_tail(Path(path))
+    drop_torn_tail(path)
     with open(path, "a", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
         f.flush()

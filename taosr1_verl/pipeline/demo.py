@@ -287,6 +287,7 @@ def stage_eval_sft(ctx: StageContext, out: Path) -> dict[str, Any]:
 def stage_passn(ctx: StageContext, out: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
+    from taosr1_verl import rl_rows
     from taosr1_verl.pairs.generate import SamplingConfig
     from taosr1_verl.pairs.stage import run_passn
 
@@ -296,10 +297,11 @@ def stage_passn(ctx: StageContext, out: Path) -> dict[str, Any]:
     # mix: the RL set is class-balanced, and DPO on balanced chosen labels against the model's usual
     # mistakes shifted a tiny model's label prior so far that macro-F1 fell from 0.37 to 0.06.
     table = pq.read_table(data / "rl_train.parquet")
-    gold = [str(r["ground_truth"]) for r in table.column("reward_model").to_pylist()]
+    gold = [str(rl_rows.gold_level({"reward_model": rm}, "taosr1", f"rl_train.parquet row {i}"))
+            for i, rm in enumerate(table.column("reward_model").to_pylist())]
     mix = {str(k): v for k, v in ctx.summaries["data"]["train_label_counts"].items()}
     subset = out / "prompts.parquet"
-    pq.write_table(table.take(_natural_mix(gold, mix, prof.passn_prompts)), subset)
+    pq.write_table(table.take(natural_mix(gold, mix, prof.passn_prompts)), subset)
     result = run_passn(
         subset, out / "passn", backend="vllm", model=str(_model_of(ctx, "sft")),
         sampling=SamplingConfig(n=prof.passn_n, temperature=1.0, max_new_tokens=prof.max_response_tokens,
@@ -311,7 +313,7 @@ def stage_passn(ctx: StageContext, out: Path) -> dict[str, Any]:
             "timings": result.timings}
 
 
-def _natural_mix(gold: list[str], mix: dict[str, int], k: int) -> list[int]:
+def natural_mix(gold: list[str], mix: dict[str, int], k: int) -> list[int]:
     """``k`` row indices of ``gold`` (fewer only if the rows run out) whose labels follow the shares in
     ``mix``: largest-remainder quotas, at least one per label while ``k`` allows, spread evenly within each
     label (deterministic)."""

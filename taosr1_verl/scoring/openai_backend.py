@@ -228,9 +228,10 @@ class VLLMServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> VLLMServer:
-        from taosr1_verl.scoring.vllm_backend import cpu_engine_env
+        from taosr1_verl.integrations.vllm_engine import cpu_engine_env, on_cpu
 
-        cpu_engine_env()
+        if on_cpu():
+            cpu_engine_env()  # the server's engine reads it from the environment it inherits
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 (closed in stop)
         self._log = log
         # Own process group: stopping it stops the engine core and workers the server spawned.

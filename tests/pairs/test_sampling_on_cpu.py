@@ -115,7 +115,8 @@ def test_in_process_engine_applies_to_its_own_engine_only(tiny: Path) -> None:
     import os
     import sys
 
-    from taosr1_verl.data.teacher_vllm import TeacherConfig, make_teacher_llm, shutdown_llm
+    from taosr1_verl.data.teacher_vllm import TeacherConfig, make_teacher_llm
+    from taosr1_verl.integrations.vllm_engine import shutdown_llm
     from taosr1_verl.pairs.vllm_backend import VLLMBackend
 
     be = VLLMBackend(str(tiny), seed=0)

@@ -10,25 +10,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taosr1_verl.pipeline.demo import PROFILES, _natural_mix, grpo_overrides
+from taosr1_verl.pipeline.demo import PROFILES, grpo_overrides, natural_mix
 from taosr1_verl.pipeline.stages import RECORD, StageContext
 
 
 def test_natural_mix_follows_the_shares_on_a_balanced_pool():
     gold = [lv for lv in "1234" for _ in range(100)]  # class-balanced, like the RL set
-    picked = _natural_mix(gold, {"4": 50, "2": 36, "1": 9, "3": 5}, 100)
+    picked = natural_mix(gold, {"4": 50, "2": 36, "1": 9, "3": 5}, 100)
     assert Counter(gold[i] for i in picked) == {"4": 50, "2": 36, "1": 9, "3": 5}
     # 32 prompts (the quick profile): shares 16 / 11.52 / 2.88 / 1.6 -> largest remainders
-    small = Counter(gold[i] for i in _natural_mix(gold, {"4": 50, "2": 36, "1": 9, "3": 5}, 32))
+    small = Counter(gold[i] for i in natural_mix(gold, {"4": 50, "2": 36, "1": 9, "3": 5}, 32))
     assert small == {"4": 16, "2": 11, "1": 3, "3": 2}
     assert picked == sorted(set(picked))
-    assert _natural_mix(gold, {"4": 50, "2": 36, "1": 9, "3": 5}, 100) == picked  # deterministic
+    assert natural_mix(gold, {"4": 50, "2": 36, "1": 9, "3": 5}, 100) == picked  # deterministic
 
 
 @given(st.lists(st.sampled_from("1234"), min_size=1, max_size=200),
        st.dictionaries(st.sampled_from("1234"), st.integers(1, 1000), min_size=1), st.integers(1, 300))
 def test_natural_mix_never_repeats_and_keeps_every_label_it_can(gold, mix, k):
-    picked = _natural_mix(gold, mix, k)
+    picked = natural_mix(gold, mix, k)
     assert len(picked) == len(set(picked)) and all(0 <= i < len(gold) for i in picked)
     available = sum(1 for g in gold if g in mix)
     assert len(picked) == min(k, available)  # exactly k unless the rows run out

@@ -89,7 +89,7 @@ def parse_mix(text: str) -> dict[int, float]:
     return {k: v / total for k, v in raw.items()}
 
 
-class _Chooser:
+class WeightedChooser:
     """Weighted choice by bisect on a cumulative table (much faster than ``random.choices`` per call)."""
 
     __slots__ = ("keys", "cum")
@@ -108,8 +108,8 @@ class _Generator:
         self.cfg = cfg
         self.kb = kb
         self.rng = random.Random(cfg.seed)
-        self.kind = _Chooser(cfg.kind_mix)
-        self.level = _Chooser(cfg.label_mix)
+        self.kind = WeightedChooser(cfg.kind_mix)
+        self.level = WeightedChooser(cfg.label_mix)
         self.attr_names = tuple(kb.attributes)
         self.key_attrs = tuple(a for a in self.attr_names if a in kb.key_attributes)
         # Words in a query: minor attributes first ("large blue velvet sofa").

@@ -220,7 +220,9 @@ def patch_vllm_cpu_linear() -> bool:
     return _when_imported(_VLLM_LAYER_UTILS, _patch_layer_utils)
 
 
-def _vectorised_logprobs(module: Any) -> bool:
+def vectorise_logprobs(module: Any) -> bool:
+    """Replace ``module.logprobs_from_logits_v2`` (verl's ``torch_functional``) with a gather minus logsumexp for
+    float32/float64 logits (verl's bf16 path is kept); True if it was patched now, False if absent or done."""
     original = getattr(module, "logprobs_from_logits_v2", None)
     if original is None or getattr(original, "_taosr1_patched", False):
         return False
@@ -240,7 +242,7 @@ def _vectorised_logprobs(module: Any) -> bool:
 
 def patch_cpu_logprobs() -> bool:
     """Vectorise verl's fallback log-probability computation (now if loaded, else right after import)."""
-    return _when_imported("verl.utils.torch_functional", _vectorised_logprobs)
+    return _when_imported("verl.utils.torch_functional", vectorise_logprobs)
 
 
 def _trl_value_head_available() -> bool:

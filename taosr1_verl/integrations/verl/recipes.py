@@ -144,7 +144,8 @@ def overlay_override(spec: RecipeSpec, device: Device) -> str:
     return f"overlays/{spec.kind}={device}"
 
 
-def _compose(config_dir: str, config_name: str, overrides: Sequence[str]):
+def compose_config(config_dir: str, config_name: str, overrides: Sequence[str]):
+    """Hydra's composition of ``config_name`` in ``config_dir`` with ``overrides`` (a fresh Hydra each time)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -164,7 +165,7 @@ def compose_recipe(name: str, overrides: Iterable[str] = (), device: Device = "g
     spec = get_recipe(name)
     all_overrides = [overlay_override(spec, device), *overrides]
     try:
-        return _compose(spec.config_dir or str(recipes_dir()), spec.name, all_overrides)
+        return compose_config(spec.config_dir or str(recipes_dir()), spec.name, all_overrides)
     except (HydraException, OmegaConfBaseException) as e:
         raise RecipeError(f"{spec.where} (device {device}): {e}") from e
 
@@ -174,7 +175,7 @@ def compose_base(name: str):
     import verl.trainer.config as verl_config
 
     spec = get_recipe(name)
-    return _compose(str(importlib.resources.files(verl_config)), spec.base, [])
+    return compose_config(str(importlib.resources.files(verl_config)), spec.base, [])
 
 
 def _leaf_paths(node: Any, prefix: str = "") -> Iterable[str]:

@@ -53,8 +53,8 @@ import numpy as np
 import transfer_queue as tq
 from verl.trainer.ppo.v1.replay_buffer import FILTER_GROUPS_REWARD_METRIC, ReplayBuffer, ReplayBufferAsync
 
+from taosr1_verl import rl_rows
 from taosr1_verl.sampling import DifficultyTracker, GroupLedger, GroupRule, RefillPlanner, TrackerConfig
-from taosr1_verl.sampling.tracker import UNKNOWN_LEVEL
 from taosr1_verl.schema import get_schema
 
 logger = logging.getLogger(__name__)
@@ -232,14 +232,17 @@ class _TaoSR1SamplingMixin:
         return ledger
 
     # ---- reading a stored trajectory ------------------------------------------------------------
-    def _gold_level(self, extra_info: Any, reward_model: Any) -> int:
-        for source, key in ((extra_info, "level"), (reward_model, "ground_truth")):
-            if isinstance(source, dict) and source.get(key) is not None:
-                try:
-                    return self._schema.normalize(source[key])
-                except ValueError:
-                    continue
-        return UNKNOWN_LEVEL
+    def _row_key(self, index: Any, extra_info: Any, uid: str) -> int | None:
+        """The group's dataset index: verl's ``index`` field, which ``RLHFDataset`` copies from ``extra_info.index``
+        (:mod:`taosr1_verl.rl_rows`'s rule). A row whose ``extra_info`` lacks the index is refused (verl keyed it
+        as 0); a trajectory with neither field (not from ``RLHFDataset``) is classified but not tracked."""
+        where = f"finished group {uid}"
+        if isinstance(extra_info, dict):
+            key = rl_rows.row_index({"extra_info": extra_info}, where)
+            if index is not None and rl_rows.check_index(index, where, "index") != key:
+                raise rl_rows.RowError(f"{where}: field 'index' ({index}) differs from 'extra_info.index' ({key})")
+            return key
+        return None if index is None else rl_rows.check_index(index, where, "index")
 
     def _metric_value(self, extra_fields: Any) -> float | None:
         fields = getattr(extra_fields, "data", extra_fields)
@@ -286,10 +289,8 @@ class _TaoSR1SamplingMixin:
         indices, levels = [], []
         for uid in order:
             index, extra_info, reward_model = first[uid]
-            if index is None and isinstance(extra_info, dict):
-                index = extra_info.get("index")
-            indices.append(None if index is None else int(index))
-            levels.append(self._gold_level(extra_info, reward_model))
+            indices.append(self._row_key(index, extra_info, uid))
+            levels.append(rl_rows.class_level({"reward_model": reward_model}, self._schema))
         return order, [values[u] for u in order], indices, levels
 
     # ---- verl's private hooks -------------------------------------------------------------------

@@ -28,10 +28,9 @@ from omegaconf import open_dict
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
+from taosr1_verl import rl_rows
 from taosr1_verl.integrations.verl.replay_buffer import BufferOptions, DifficultySampling
 from taosr1_verl.sampling import DifficultyTracker, GroupRule, PolicyConfig, SelectionPolicy
-from taosr1_verl.sampling.tracker import UNKNOWN_LEVEL
-from taosr1_verl.schema import get_schema
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +38,12 @@ TRAINER_MODE = "taosr1_sync"
 
 
 def dataset_keys_and_levels(dataframe: Any, schema_name: str = "taosr1") -> tuple[np.ndarray, np.ndarray]:
-    """Tracker key (``extra_info.index``) and gold level of every row of an RL dataset's table.
+    """Tracker key (``extra_info.index``) and class level of every row of an RL dataset's table
+    (:mod:`taosr1_verl.rl_rows`).
 
-    Rows without ``extra_info.index`` use their position; rows without a readable gold label get level -1
-    (a class of its own).
+    A row without ``extra_info.index`` is refused: verl's ``RLHFDataset`` keys it as index 0, so the replay
+    buffer would credit its groups to another prompt than the one the policy picked. A row whose ground truth
+    is not a label of the schema is balanced in a class of its own (``UNKNOWN_LEVEL``).
 
     Example:
         >>> rows = {"extra_info": [{"index": 7, "level": 4}, {"index": 9}],
@@ -50,24 +51,16 @@ def dataset_keys_and_levels(dataframe: Any, schema_name: str = "taosr1") -> tupl
         >>> [a.tolist() for a in dataset_keys_and_levels(rows)]
         [[7, 9], [4, 2]]
     """
-    schema = get_schema(schema_name)
-    extra = list(dataframe["extra_info"]) if "extra_info" in _columns(dataframe) else None
-    rm = list(dataframe["reward_model"]) if "reward_model" in _columns(dataframe) else None
-    n = len(extra) if extra is not None else len(rm) if rm is not None else len(dataframe)
-    keys = np.arange(n, dtype=np.int64)
-    levels = np.full(n, UNKNOWN_LEVEL, dtype=np.int64)
-    for i in range(n):
-        info = extra[i] if extra is not None and isinstance(extra[i], dict) else {}
-        if info.get("index") is not None:
-            keys[i] = int(info["index"])
-        for value in (info.get("level"), (rm[i] or {}).get("ground_truth") if rm is not None else None):
-            if value is None:
-                continue
-            try:
-                levels[i] = schema.normalize(value)
-                break
-            except ValueError:
-                continue
+    columns = _columns(dataframe)
+    n = len(dataframe[columns[0]]) if columns else 0
+    extra = list(dataframe["extra_info"]) if "extra_info" in columns else [None] * n
+    rm = list(dataframe["reward_model"]) if "reward_model" in columns else [None] * n
+    keys = np.empty(n, dtype=np.int64)
+    levels = np.empty(n, dtype=np.int64)
+    for i, (info, reward_model) in enumerate(zip(extra, rm, strict=True)):
+        row = {"extra_info": info, "reward_model": reward_model}
+        keys[i] = rl_rows.row_index(row, f"train dataset row {i}")
+        levels[i] = rl_rows.class_level(row, schema_name)
     return keys, levels
 
 

@@ -141,11 +141,11 @@ def test_vectorised_logprobs_match_verls_row_loop_values_and_gradients(dtype):
     import torch
     import verl.utils.torch_functional as tf
 
-    from taosr1_verl.integrations.verl.patches import _vectorised_logprobs
+    from taosr1_verl.integrations.verl.patches import vectorise_logprobs
 
     original = tf.logprobs_from_logits_v2
     try:
-        assert _vectorised_logprobs(tf) in (True, False)
+        assert vectorise_logprobs(tf) in (True, False)
         patched = tf.logprobs_from_logits_v2
         assert getattr(patched, "_taosr1_patched", False)
         reference = getattr(patched, "__wrapped__", original)
@@ -175,11 +175,11 @@ def test_cpu_overrides_turn_verls_stock_config_into_the_cpu_overlay():
     import verl.trainer.config as vc
     from omegaconf import OmegaConf
 
-    from taosr1_verl.integrations.verl.recipes import _compose, compose_recipe
+    from taosr1_verl.integrations.verl.recipes import compose_config, compose_recipe
 
     overrides = environment.cpu_overrides("ppo")
     assert all(o.startswith("++") for o in overrides)
-    stock = _compose(str(files(vc)), "ppo_trainer", overrides)
+    stock = compose_config(str(files(vc)), "ppo_trainer", overrides)
     ours = compose_recipe("grpo", ["actor_rollout_ref.model.path=/m", "data.train_files=/t", "data.val_files=/v"],
                           device="cpu")
     for o in overrides:

@@ -35,8 +35,9 @@ class ScriptedRollout:
     """Refill function: fetch the next dataset rows and store their finished groups in TransferQueue."""
 
     def __init__(self, outcomes: dict[int, list[int]], order: list[int], levels: dict[int, int], step: int = 1,
-                 finish_after: float | None = None):
+                 finish_after: float | None = None, without_index: bool = False):
         self.outcomes, self.order, self.levels, self.step = outcomes, list(order), levels, step
+        self.without_index = without_index  # rows without extra_info.index: RLHFDataset stores index 0
         self.finish_after = finish_after  # None: groups are finished when dispatched; else seconds running
         self.cursor = 0
         self.dispatched: list[int] = []
@@ -54,8 +55,8 @@ class ScriptedRollout:
             keys.append(f"{uid}_{s}_0")
             fields.append({
                 "responses": torch.tensor([1, 2, 3]),
-                "index": index,
-                "extra_info": {"index": index, "level": level},
+                "index": 0 if self.without_index else index,
+                "extra_info": {"level": level} if self.without_index else {"index": index, "level": level},
                 "reward_model": {"style": "rule", "ground_truth": str(level)},
                 "extra_fields": {"reward_extra_info": {"acc": acc, "score": float(acc)}},
             })
@@ -138,6 +139,16 @@ def test_a_step_of_only_constant_groups_stops_with_a_clear_error(transfer_queue)
     assert 10 <= len(rollout.dispatched) < 40  # it stopped early, not after exhausting the prompts
     with pytest.raises(ValueError, match="max_groups_per_step"):
         _buffer(rollout, max_groups_per_step=0)
+
+
+def test_a_row_verl_keyed_as_index_0_is_refused(transfer_queue):
+    # RLHFDataset gives a row without extra_info.index the index 0; crediting its group to prompt 0 would make
+    # the tracker and the trainer's selection disagree, so the buffer names the group and stops.
+    rollout = ScriptedRollout({7: [1, 0, 1, 0]}, order=[7], levels={7: 4}, without_index=True)
+    buf = _buffer(rollout, gamma=4, refill="verl")
+    rollout(1)
+    with pytest.raises(ValueError, match=r"finished group .*: missing field 'extra_info.index' \(verl's RLHFDataset"):
+        buf.sample(global_steps=1, partition_id="train", batch_size=1)
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])

@@ -53,7 +53,15 @@ def test_trainer_is_registered_and_reads_the_rl_parquet(tmp_path):
     frame = datasets.load_dataset("parquet", data_files=str(path))["train"]
     keys, levels = dataset_keys_and_levels(frame)
     assert keys.tolist() == [2, 0, 1]
-    assert levels.tolist() == [3, 1, -1]
+    assert levels.tolist() == [3, 1, -1]  # "?" is not a label: a class of its own
+    # A row without extra_info.index: verl's RLHFDataset keys it as 0, the policy would have used its position.
+    pq.write_table(pa.Table.from_pylist([
+        {"data_source": "s", "extra_info": {"index": 2}, "reward_model": {"ground_truth": "3"}},
+        {"data_source": "s", "extra_info": {"split": "train"}, "reward_model": {"ground_truth": "1"}},
+    ]), tmp_path / "no_index.parquet")
+    frame = datasets.load_dataset("parquet", data_files=str(tmp_path / "no_index.parquet"))["train"]
+    with pytest.raises(ValueError, match=r"train dataset row 1: missing field 'extra_info.index' \(verl's RLHFDataset"):
+        dataset_keys_and_levels(frame)
 
 
 def test_verl_constructor_keywords_stand_for_their_sampler_kwargs():
