@@ -3,9 +3,14 @@
 Steps (TaoSR1's): query understanding, item understanding, category match, attribute match, verdict.
 The verdict is the judge's level, so every answer scores 1.0 with :func:`taosr1_verl.rewards.compute_score`
 against the pair's gold label. Kept short on purpose: tiny models learn the rules from this text.
+Its errors-made-on-purpose twin is :mod:`taosr1_verl.data.synth.teacher_errors`; the ablation
+(``taosr1 ablate``) uses this perfect one as the "stronger model" whose answer DPO chooses when no pass@N
+sample is right.
 """
 
 from __future__ import annotations
+
+import re
 
 from taosr1_verl.data.pairs import Pair, QuerySpec
 from taosr1_verl.data.synth.catalog import item_facts
@@ -58,13 +63,15 @@ def _attribute_checks(spec: QuerySpec, attrs: dict[str, str], price: float | Non
     return "; ".join(checks) if checks else "none asked"
 
 
-def rule_reasoning(pair: Pair, kb: RuleKB | None = None) -> tuple[int, str]:
-    """``(level, five-step reasoning)`` for a synthetic pair, decided by the rule KB."""
-    if pair.spec is None:
-        raise ValueError(f"pair {pair.pair_id}: the rule teacher needs a synthetic pair (spec is None)")
-    kb = kb or load_rules()
-    spec = pair.spec
-    category, attrs, price, brand = item_facts(pair, kb)
+def render_reasoning(spec: QuerySpec, category: str, attrs: dict[str, str], price: float | None, brand: str,
+                     kb: RuleKB, verdict: int | None = None) -> tuple[int, str]:
+    """``(level, five-step reasoning)`` for what the teacher *reads*: the query's constraints and the item's facts.
+
+    The judge decides the level from those facts, so the reasoning always supports it; the imperfect teacher
+    (:mod:`taosr1_verl.data.synth.teacher_errors`) passes misread facts here, and its verdict follows them.
+    ``verdict`` overrides the level named in step 5 and returned (discriminative hallucination: the findings
+    are left as the judge wrote them).
+    """
     level, findings = judge(spec, category, attrs, price, brand, kb)
     item = "; ".join([category, f"brand {brand}", *(f"{a} {v}" for a, v in attrs.items()),
                       *([f"${price:g}"] if price is not None else [])])
@@ -73,10 +80,48 @@ def rule_reasoning(pair: Pair, kb: RuleKB | None = None) -> tuple[int, str]:
     attr_line = "skipped, other family" if cat is not None and cat.rule == "R01" else _attribute_checks(
         spec, attrs, price, brand, kb)
     decisive = sorted({f.rule for f in findings if f.level == level})
-    name = TAOSR1.by_level(level).name
+    said = level if verdict is None else verdict
+    name = TAOSR1.by_level(said).name
     text = (f"1. Query: {describe_query(spec)}.\n2. Item: {item}.\n3. Category: {cat_line}.\n"
             f"4. Attributes: {attr_line}.\n5. Verdict: {name} [{', '.join(decisive)}].")
-    return level, text
+    return said, text
+
+
+def rule_reasoning(pair: Pair, kb: RuleKB | None = None) -> tuple[int, str]:
+    """``(level, five-step reasoning)`` for a synthetic pair, decided by the rule KB."""
+    if pair.spec is None:
+        raise ValueError(f"pair {pair.pair_id}: the rule teacher needs a synthetic pair (spec is None)")
+    kb = kb or load_rules()
+    return render_reasoning(pair.spec, *item_facts(pair, kb), kb)
+
+
+_CITATION = re.compile(r"\[(R\d\d(?:\s*,\s*R\d\d)*)\]")
+
+
+def findings_level(reasoning: str | None, kb: RuleKB | None = None) -> int | None:
+    """The level the reasoning's own findings imply, by the KB's rule (the lowest level cited wins; no rule
+    cited: Excellent), read from the steps before the last ``Verdict``; ``None`` without a category step.
+
+    This is the verdict the evidence supports, whatever the verdict line and the label say: a label more
+    generous than it is TaoSR1's discriminative hallucination. Untrusted text: never raises; unknown rule
+    ids are ignored.
+
+    Example:
+        >>> findings_level("3. Category: sofa ok.\\n4. Attributes: colour red not blue [R04].\\n5. Verdict: Related [R04].")
+        2
+        >>> findings_level("no steps here") is None
+        True
+    """
+    if not isinstance(reasoning, str):
+        return None
+    kb = kb or load_rules()
+    cut = reasoning.lower().rfind("verdict")
+    body = reasoning if cut < 0 else reasoning[:cut]
+    if "category" not in body.lower():
+        return None
+    levels = [kb.rules[r.strip()].level for m in _CITATION.finditer(body) for r in m.group(1).split(",")
+              if r.strip() in kb.rules]
+    return min(levels) if levels else kb.rules["R10"].level
 
 
 def rule_teacher(pair: Pair, kb: RuleKB | None = None, fmt: ResponseFormat = "post_cot") -> str:
