@@ -15,8 +15,13 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from taosr1_verl.errors import UserError
+
+K = TypeVar("K")
 
 SCALARS: tuple[type, ...] = (bool, int, float, str)
 _WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -169,3 +174,32 @@ UNIT = Bound(float, 0, 1)
 """A number in [0, 1] (thresholds, ratios)."""
 FRACTION = Bound(float, 0, 1, low_open=True)
 """A number in (0, 1] (top-p, memory fractions)."""
+
+
+def parse_shares(text: str, positional: Sequence[K], *, key: Callable[[str], K], pair_sep: str, what: str,
+                 expected: str) -> dict[K, float]:
+    """Shares written as ``name<pair_sep>value`` pairs joined by commas, or as values joined by ``/`` in the
+    order of ``positional`` (all of them), normalised to sum 1. ``key`` converts a written name. A
+    :class:`~taosr1_verl.errors.UserError` names ``what`` and the text otherwise: not numbers, a name twice,
+    a share that is negative or not finite, a zero sum.
+
+    Example:
+        >>> parse_shares("3/1", ("a", "b"), key=str, pair_sep="=", what="shares", expected="'a=3,b=1' or '3/1'")
+        {'a': 0.75, 'b': 0.25}
+        >>> parse_shares("2:1,1:1", (2, 1), key=int, pair_sep=":", what="mix", expected="'1/1'")
+        {2: 0.5, 1: 0.5}
+    """
+    try:
+        if pair_sep in text:
+            items = [(key(k.strip()), float(v)) for k, v in (p.split(pair_sep) for p in text.split(","))]
+        else:
+            items = list(zip(positional, (float(x) for x in text.split("/")), strict=True))
+    except ValueError:
+        raise UserError(f"{what} {text!r}: expected {expected}") from None
+    raw = dict(items)
+    if len(raw) != len(items):
+        raise UserError(f"{what} {text!r}: a name is given twice")
+    if any(not math.isfinite(v) or v < 0 for v in raw.values()) or sum(raw.values()) <= 0:
+        raise UserError(f"{what} {text!r}: shares must be finite, non-negative, with a positive sum")
+    total = sum(raw.values())
+    return {k: v / total for k, v in raw.items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,6 +82,49 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+def publish_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Put the finished directory ``src`` in place of ``dst``: what ``dst`` held is removed first (a directory
+    cannot be renamed over a non-empty one), then ``src`` is renamed (one counted file step). A reader sees the
+    old directory, no directory, or the complete new one, never a half-written one."""
+    dst = Path(dst)
+    if dst.is_dir() and not dst.is_symlink():
+        shutil.rmtree(dst)
+    else:
+        dst.unlink(missing_ok=True)
+    replace(src, dst)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a new, empty, hidden directory beside ``path`` to build a directory output in (a model, a merged
+    checkpoint); on success it is published as ``path`` (:func:`publish_dir`), on error it is removed. The
+    directory is created with the user's umask (``mkdtemp`` would make it 0700).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "model"
+        >>> with atomic_dir(target) as tmp:
+        ...     _ = (tmp / "config.json").write_text("{}")
+        >>> sorted(p.name for p in target.iterdir())
+        ['config.json']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(3).hex()}")
+        try:
+            tmp.mkdir(mode=0o777)
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+        publish_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

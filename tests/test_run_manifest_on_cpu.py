@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from taosr1_verl.errors import UserError
-from taosr1_verl.files import atomic_write_text
+from taosr1_verl.files import atomic_dir, atomic_write_text
 from taosr1_verl.run_manifest import (
     MANIFEST,
     OutputDir,
@@ -134,6 +134,34 @@ def test_outputs_follow_the_umask(tmp_path, umask):
     assert m["complete"]
     for p in (tmp_path / "t.txt", tmp_path / "out" / MANIFEST, tmp_path / "out" / "a.txt"):
         assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_tracker_files_and_published_directories_follow_the_umask(tmp_path, umask):
+    from taosr1_verl.sampling import DifficultyTracker
+
+    old = os.umask(umask)
+    try:
+        DifficultyTracker(3).save(tmp_path / "t.npz")  # was 0600 (mkstemp)
+        with atomic_dir(tmp_path / "model") as d:  # was 0700 (mkdtemp)
+            (d / "config.json").write_text("{}")
+        with atomic_dir(tmp_path / "model") as d:  # a rebuild replaces the directory whole
+            (d / "weights.bin").write_text("w")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t.npz").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["weights.bin"]
+
+
+def test_a_failed_directory_build_keeps_the_old_directory_and_no_temp(tmp_path):
+    with atomic_dir(tmp_path / "m") as d:
+        (d / "a").write_text("a")
+    with pytest.raises(RuntimeError, match="broke"), atomic_dir(tmp_path / "m") as d:
+        (d / "b").write_text("b")
+        raise RuntimeError("broke")
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+    assert [p.name for p in (tmp_path / "m").iterdir()] == ["a"]
 
 
 def test_append_resumable_file_continues_only_under_its_spec(tmp_path):

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 
+from taosr1_verl.config_types import parse_shares
 from taosr1_verl.data.pairs import Pair
 from taosr1_verl.errors import UserError
 
@@ -28,22 +29,10 @@ def parse_splits(text: str) -> dict[str, float]:
         >>> parse_splits("90/0/10")
         {'train': 0.9, 'val': 0.0, 'test': 0.1}
     """
-    try:
-        if "=" in text:
-            items = [(k.strip(), float(v)) for k, v in (p.split("=") for p in text.split(","))]
-        else:
-            vals = [float(x) for x in text.split("/")]
-            items = list(zip(("train", "val", "test"), vals, strict=True))
-    except ValueError:
-        raise UserError(f"splits {text!r}: expected 'train=0.8,val=0.1,test=0.1' or '0.8/0.1/0.1'") from None
-    raw = dict(items)
-    if len(raw) != len(items):
-        raise UserError(f"splits {text!r}: a split name is given twice")
-    check_split_names(raw)
-    if any(not (v == v and v >= 0 and v != float("inf")) for v in raw.values()) or sum(raw.values()) <= 0:
-        raise UserError(f"splits {text!r}: shares must be finite, non-negative, with a positive sum")
-    total = sum(raw.values())
-    return {k: v / total for k, v in raw.items()}
+    shares = parse_shares(text, ("train", "val", "test"), key=str, pair_sep="=", what="splits",
+                          expected="'train=0.8,val=0.1,test=0.1' or '0.8/0.1/0.1'")
+    check_split_names(shares)
+    return shares
 
 
 def check_split_names(names: Iterable[str]) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from taosr1_verl.files import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +53,7 @@ def smollm2_checkpoint(cache_dir: str | os.PathLike[str] | None = None, dtype: s
     # The weights are dequantised now; a leftover "gguf" quantization_config makes vLLM refuse the model.
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

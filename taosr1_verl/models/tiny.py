@@ -11,12 +11,14 @@ needs head_dim in {32, 64, 80, ...}), 1 KV head; about 100-160k parameters depen
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from taosr1_verl.files import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -113,15 +115,10 @@ def build_tiny_qwen2(
     model.generation_config = GenerationConfig(
         eos_token_id=hf_config.eos_token_id, pad_token_id=hf_config.pad_token_id, do_sample=True
     )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    (tmp / "taosr1_tiny.json").write_text(__import__("json").dumps(asdict(config)))
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "taosr1_tiny.json").write_text(json.dumps(asdict(config)))
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("built tiny Qwen2 (%d parameters, vocab %d) at %s", n_params, len(tok), out)
     return out

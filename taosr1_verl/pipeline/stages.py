@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taosr1_verl.files import atomic_write_json, replace
+from taosr1_verl.files import atomic_write_json, publish_dir
 from taosr1_verl.run_manifest import fingerprint_output, output_change
 
 logger = logging.getLogger(__name__)
@@ -237,9 +237,7 @@ class Pipeline:
                           "inputs": self._inputs(stage), "outputs": stage_outputs(partial),
                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
                 atomic_write_json(partial / RECORD, record)
-                if out.exists():
-                    shutil.rmtree(out)
-                replace(partial, out)
+                publish_dir(partial, out)
                 self.ctx.summaries[stage.name] = summary
                 logger.info("[%d/%d] %s: finished in %.0f s, peak memory %.1f GiB", i, total, stage.name, seconds,
                             memory.peak_bytes / 2**30)

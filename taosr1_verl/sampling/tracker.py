@@ -29,13 +29,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from taosr1_verl.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -427,17 +428,8 @@ class DifficultyTracker:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write an ``.npz`` atomically (no pickle inside)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                sd = self.state_dict()
-                np.savez(f, **{k: np.asarray(v) for k, v in sd.items()})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in self.state_dict().items()})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> DifficultyTracker:

@@ -1,7 +1,6 @@
 """A small fixed (query, items) catalogue and a tiny offline scoring model built from it.
 
-Used by the tests, the benchmark and ``taosr1 score --demo``-style smoke runs: no download, seconds to
-build. The model is randomly initialised, so its probabilities are arbitrary but deterministic.
+Used by the scoring tests and ``bench/bench_scoring.py``: no download, seconds to build. The model is randomly initialised, so its probabilities are arbitrary but deterministic.
 """
 
 from __future__ import annotations
@@ -71,24 +70,21 @@ def build_demo_model(out_dir: str | os.PathLike[str], weight_scale: float = 8.0,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from taosr1_verl.files import atomic_dir
     from taosr1_verl.models.tiny import TinyModelConfig, build_tiny_qwen2
 
     out = Path(out_dir)
     if (out / "config.json").exists() and (out / "tokenizer.json").exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp, atomic_dir(out) as staged:
         base = build_tiny_qwen2(Path(tmp) / "base", demo_corpus(), TinyModelConfig(**tiny_kwargs))
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if "norm" not in name:
                     p.mul_(weight_scale)
-        staged = Path(tmp) / "scaled"
         model.save_pretrained(staged, safe_serialization=True)
         AutoTokenizer.from_pretrained(base).save_pretrained(staged)
         shutil.copy(base / "generation_config.json", staged / "generation_config.json")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staged, out)
     return out

@@ -19,6 +19,7 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from taosr1_verl.config_types import parse_shares
 from taosr1_verl.data.pairs import Pair, QuerySpec
 from taosr1_verl.data.synth.kb import RuleKB, judge, load_rules
 
@@ -73,20 +74,8 @@ def parse_mix(text: str) -> dict[int, float]:
         >>> parse_mix("25/25/25/25")[3]
         0.25
     """
-    try:
-        if ":" in text:
-            raw = {int(k): float(v) for k, v in (part.split(":") for part in text.split(","))}
-        else:
-            vals = [float(x) for x in text.split("/")]
-            if len(vals) != 4:
-                raise ValueError
-            raw = dict(zip((4, 3, 2, 1), vals, strict=True))
-    except ValueError:
-        raise ValueError(f"label mix {text!r}: expected '50/5/36/9' (levels 4/3/2/1) or '4:50,3:5,2:36,1:9'") from None
-    total = sum(raw.values())
-    if total <= 0 or any(v < 0 for v in raw.values()):
-        raise ValueError(f"label mix {text!r}: weights must be non-negative with a positive sum")
-    return {k: v / total for k, v in raw.items()}
+    return parse_shares(text, (4, 3, 2, 1), key=int, pair_sep=":", what="label mix",
+                        expected="'50/5/36/9' (levels 4/3/2/1) or '4:50,3:5,2:36,1:9'")
 
 
 class WeightedChooser:

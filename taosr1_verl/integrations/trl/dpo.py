@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from taosr1_verl.files import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -197,13 +197,7 @@ def run_dpo(recipe: DPORecipe) -> tuple[Path, list[dict[str, Any]]]:
     trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=train, eval_dataset=evald,
                          processing_class=tokenizer)
     trainer.train()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         trainer.save_model(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out, list(trainer.state.log_history)

@@ -26,10 +26,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from taosr1_verl.errors import UserError
+from taosr1_verl.files import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +98,7 @@ def merge_fsdp_checkpoint(
                        "run code from the files (allowed by allow_pickle=True). Safer: %s", src, shards,
                        SAFE_EXPORT)
     out = Path(target_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         if use_export:
             logger.info("copying verl's HF export %s -> %s", export, out)
             shutil.copytree(export, tmp, dirs_exist_ok=True)
@@ -114,11 +112,6 @@ def merge_fsdp_checkpoint(
                     f"verl model merger failed on {src} (exit {proc.returncode}): {proc.stderr[-2000:]}")
         if not (tmp / "config.json").exists():
             raise RuntimeError(f"verl model merger wrote no config.json for {src}")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
