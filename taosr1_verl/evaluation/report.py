@@ -10,59 +10,38 @@ from pathlib import Path
 from typing import Any
 
 from taosr1_verl.files import atomic_write_bytes
+from taosr1_verl.plots import figure
 
 logger = logging.getLogger(__name__)
 
 
-def save_figure(fig: Any, path: Path) -> None:
-    """Write a matplotlib figure as PNG, atomically (a reader never sees half a file)."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def plot_confusion(confusion: dict[str, Any], title: str, path: Path) -> None:
     """Heat map of a ``classification_report`` confusion (rows gold, columns predicted)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     labels, m = confusion["labels"], np.asarray(confusion["matrix"])
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.1 * len(m) + 1.5))
-    ax.imshow(m, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_yticks(range(len(m)), labels[: len(m)])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    ax.set_title(title)
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
-            ax.text(j, i, str(m[i, j]), ha="center", va="center",
-                    color="white" if m[i, j] > m.max() / 2 else "black")
-    save_figure(fig, path)
-    plt.close(fig)
+    with figure(path, figsize=(1.2 * len(labels) + 2, 1.1 * len(m) + 1.5)) as (_, ax):
+        ax.imshow(m, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.set_yticks(range(len(m)), labels[: len(m)])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        ax.set_title(title)
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                ax.text(j, i, str(m[i, j]), ha="center", va="center",
+                        color="white" if m[i, j] > m.max() / 2 else "black")
 
 
 def plot_beta_sweep(sweep: list[dict[str, float]], metric: str, chosen: float, path: Path) -> None:
     """The calibration metric as a function of the CumPT threshold beta."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([s["beta"] for s in sweep], [s["score"] for s in sweep], marker=".")
-    ax.axvline(chosen, color="red", linestyle="--", label=f"beta = {chosen:.2f}")
-    ax.set_xlabel("beta")
-    ax.set_ylabel(metric)
-    ax.set_title("CumPT calibration sweep")
-    ax.legend()
-    save_figure(fig, path)
-    plt.close(fig)
+    with figure(path, figsize=(6, 3.5)) as (_, ax):
+        ax.plot([s["beta"] for s in sweep], [s["score"] for s in sweep], marker=".")
+        ax.axvline(chosen, color="red", linestyle="--", label=f"beta = {chosen:.2f}")
+        ax.set_xlabel("beta")
+        ax.set_ylabel(metric)
+        ax.set_title("CumPT calibration sweep")
+        ax.legend()
 
 
 def _metrics_table(rows: dict[str, dict[str, Any]]) -> list[str]:

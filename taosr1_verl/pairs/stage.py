@@ -216,26 +216,16 @@ def write_report(report: Mapping[str, Any], out_dir: Path) -> None:
 
 
 def _plot(curve: Sequence[float], path: Path) -> None:
-    import io
+    from taosr1_verl.plots import figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
-    ks = list(range(1, len(curve) + 1))
-    ax.plot(ks, curve, marker="o")
-    ax.set_xlabel("k")
-    ax.set_ylabel("pass@k (unbiased)")
-    ax.set_ylim(0, 1)
-    ax.set_xticks(ks)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    with figure(path, figsize=(4, 3)) as (_, ax):
+        ks = list(range(1, len(curve) + 1))
+        ax.plot(ks, curve, marker="o")
+        ax.set_xlabel("k")
+        ax.set_ylabel("pass@k (unbiased)")
+        ax.set_ylim(0, 1)
+        ax.set_xticks(ks)
+        ax.grid(alpha=0.3)
 
 
 def _model_input(model: str | os.PathLike[str] | None, backend: Any) -> str | dict[str, str]:

@@ -16,44 +16,32 @@ EVAL_STAGES = (("sft", "eval_sft"), ("dpo", "eval_dpo"), ("grpo", "eval_grpo"))
 
 
 def _plot_stage_f1(rows: list[tuple[str, float, float | None]], baseline: float, path: Path) -> None:
-    import matplotlib
+    from taosr1_verl.plots import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from taosr1_verl.evaluation.report import save_figure
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    names = [r[0] for r in rows]
-    x = range(len(rows))
-    ax.bar([i - 0.2 for i in x], [r[1] for r in rows], width=0.4, label="first-token argmax")
-    ax.bar([i + 0.2 for i in x], [r[2] or 0.0 for r in rows], width=0.4, label="first-token CumPT")
-    ax.axhline(baseline, color="grey", linestyle="--", label=f"majority baseline {baseline:.2f}")
-    ax.set_xticks(list(x), names)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("macro-F1 (held-out)")
-    ax.set_title("TaoSR1 demo: macro-F1 after each stage")
-    ax.legend(fontsize=7, loc="lower right")
-    save_figure(fig, path)
+    with figure(path, figsize=(5.5, 3.2)) as (_, ax):
+        names = [r[0] for r in rows]
+        x = range(len(rows))
+        ax.bar([i - 0.2 for i in x], [r[1] for r in rows], width=0.4, label="first-token argmax")
+        ax.bar([i + 0.2 for i in x], [r[2] or 0.0 for r in rows], width=0.4, label="first-token CumPT")
+        ax.axhline(baseline, color="grey", linestyle="--", label=f"majority baseline {baseline:.2f}")
+        ax.set_xticks(list(x), names)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("macro-F1 (held-out)")
+        ax.set_title("TaoSR1 demo: macro-F1 after each stage")
+        ax.legend(fontsize=7, loc="lower right")
 
 
 def _plot_sampler(series: dict[str, list[float]], path: Path) -> bool:
     if not series:
         return False
-    import matplotlib
+    from taosr1_verl.plots import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from taosr1_verl.evaluation.report import save_figure
-
-    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 2.8), squeeze=False)
-    for ax, (key, values) in zip(axes[0], sorted(series.items()), strict=True):
-        ax.plot(range(1, len(values) + 1), values, marker="o")
-        ax.set_title(key.split("/")[-1], fontsize=8)
-        ax.set_xlabel("GRPO step", fontsize=8)
-    fig.suptitle("GRPO and sampler statistics per step", fontsize=9)
-    save_figure(fig, path)
+    with figure(path, ncols=len(series), figsize=(3.2 * len(series), 2.8), squeeze=False) as (fig, axes):
+        for ax, (key, values) in zip(axes[0], sorted(series.items()), strict=True):
+            ax.plot(range(1, len(values) + 1), values, marker="o")
+            ax.set_title(key.split("/")[-1], fontsize=8)
+            ax.set_xlabel("GRPO step", fontsize=8)
+        fig.suptitle("GRPO and sampler statistics per step", fontsize=9)
     return True
 
 
