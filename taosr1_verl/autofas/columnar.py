@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ _DIGITS[np.frombuffer(b"0123456789", dtype=np.uint8)] = True
 _DOT, _HASH, _S = ord("."), ord("#"), ord("s")
 # findall(r"[a-z0-9]+(?:\.[0-9]+)?") as one replace: each token followed by a space, everything else dropped.
 _EXACT = r"([a-z0-9]+(?:\.[0-9]+)?)|[^a-z0-9]+"
+_SMALL = 64
+"""Up to this many strings are CRC'd one by one (:func:`crc32_strings`)."""
 
 
 def _crc_table() -> np.ndarray:
@@ -207,6 +210,9 @@ def tokenize(arr: pa.Array) -> Tokens:
 def crc32_strings(arr: pa.Array, prefix: bytes = b"") -> np.ndarray:
     """``zlib.crc32(prefix + s)`` of every string of ``arr`` (uint32), vectorised by byte position."""
     arr = _as_large(arr)
+    if len(arr) <= _SMALL:
+        # A handful of strings (a request's crosses): zlib per string beats a numpy pass per byte position.
+        return np.array([zlib.crc32(prefix + s.encode()) for s in arr.to_pylist()], dtype=np.uint32)
     off, data = _bytes_of(arr)
     lens = np.diff(off)
     order = np.argsort(-lens, kind="stable")
@@ -354,12 +360,16 @@ class ItemFeatures:
     sets: dict[str, Ragged]
     """Per-item token sets by :data:`SET_VOCAB` name, duplicates removed."""
     vocabs: dict[str, _Vocab]
-    phrase: np.ndarray | None
-    """``" ".join`` of the stemmed title words (StringDType)."""
+    phrase: pa.LargeStringArray | None
+    """``" ".join`` of the stemmed title words."""
     category: np.ndarray
     """Row -> index into :attr:`category_tokens`."""
     category_tokens: pa.LargeStringArray
     """``"_".join(words(category)) or "<none>"``, each once."""
+    category_crc: np.ndarray
+    """Per category token, the CRC register its bytes leave from zero (for the query x category crosses)."""
+    category_lengths: np.ndarray
+    """Per category token, its length in bytes."""
     log_price: np.ndarray
     price: np.ndarray
     """float64, NaN where unknown, negative or not finite."""
@@ -371,8 +381,9 @@ class ItemFeatures:
         return ItemFeatures(
             n=len(rows), bags={k: v[rows] for k, v in self.bags.items() if k in need},
             sets={k: v.take(rows) for k, v in self.sets.items() if k in need}, vocabs=self.vocabs,
-            phrase=self.phrase[rows] if "phrase" in need and self.phrase is not None else None,
-            category=self.category[rows], category_tokens=self.category_tokens,
+            phrase=self.phrase.take(pa.array(rows)) if "phrase" in need and self.phrase is not None else None,
+            category=self.category[rows], category_tokens=self.category_tokens, category_crc=self.category_crc,
+            category_lengths=self.category_lengths,
             log_price=self.log_price[rows] if "price" in need else self.log_price[:0],
             price=self.price[rows] if "price" in need else self.price[:0])
 
@@ -447,13 +458,15 @@ def build_items(ex: FeatureExtractor, cols: ItemColumns, fields: Sequence[str] |
         sets["keys"] = _unique_rows(vocabs["keys"].ids, cols.attr_item, n)
     phrase = None
     if "phrase" in need:
-        joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(title.offsets), title.strings(stem=True)),
+        phrase = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(title.offsets), title.strings(stem=True)),
                                 _sep(" "))
-        phrase = np.asarray(joined.to_numpy(zero_copy_only=False), dtype=np.dtypes.StringDType())
     return ItemFeatures(
         n=n, bags=bags, sets=sets, vocabs=vocabs, phrase=phrase,
         category=cat_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64),
         category_tokens=cat_enc.dictionary.cast(pa.large_string()),
+        category_crc=np.array([zlib.crc32(c.encode(), 0xFFFFFFFF) ^ 0xFFFFFFFF
+                               for c in cat_enc.dictionary.to_pylist()], dtype=np.uint32),
+        category_lengths=pc.binary_length(cat_enc.dictionary).to_numpy().astype(np.int64),
         log_price=np.log1p(np.nan_to_num(price, nan=0.0)), price=price)
 
 
@@ -485,6 +498,14 @@ class QueryFeatures:
     """float64, NaN without a price limit."""
 
 
+_NO_VOCAB = _Vocab(pa.array([], pa.large_string()))
+
+
+@functools.lru_cache(maxsize=8)
+def _category_words(categories: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(w for c in categories for w in c.split())
+
+
 def _pad(rows: list[list[int]], fill: int = -1, dtype: type = np.int64) -> np.ndarray:
     width = max((len(r) for r in rows), default=0)
     out = np.full((len(rows), max(width, 1)), fill, dtype=dtype)
@@ -500,9 +521,8 @@ def encode_queries(ex: FeatureExtractor, items: ItemFeatures, queries: Sequence[
 
     want = set(fields) if fields is not None else {s.name for s in ex.specs}
     spec = ex.spec_by_name["query_ngrams"]
-    cat_words = {w for c in ex.categories for w in c.split()}
-    none = _Vocab(pa.array([], pa.large_string()))
-    vw, vb, vc, vk = (items.vocabs.get(k, none) for k in ("words", "bigrams", "chargrams", "keys"))
+    cat_words = _category_words(tuple(ex.categories))
+    vw, vb, vc, vk = (items.vocabs.get(k, _NO_VOCAB) for k in ("words", "bigrams", "chargrams", "keys"))
     rows: dict[str, list] = {k: [] for k in ("ngrams", "words", "pos", "neg", "cat", "bigrams", "chargrams", "keys",
                                              "owner", "phrase", "limit", "has_neg")}
     stems = []
@@ -629,8 +649,13 @@ def _dense(f: str, items: ItemFeatures, queries: QueryFeatures, q: Callable[[np.
         union = q(size["words"]) + n_ts - inter
         tc = member("tc").sum(1)
         cunion = q(size["chargrams"]) + items.sets["tc"].lengths - tc
-        pattern = queries.phrase[0] if qidx is None else queries.phrase[qidx]
-        contained = (np.strings.find(items.phrase, pattern) >= 0) & (q(size["words"]) > 0)
+        if qidx is None:
+            found = pc.match_substring(items.phrase, str(queries.phrase[0])).to_numpy(zero_copy_only=False)
+        else:
+            # Several queries (a training batch): each row's own pattern, element-wise.
+            phrases = np.asarray(items.phrase.to_numpy(zero_copy_only=False), dtype=np.dtypes.StringDType())
+            found = np.strings.find(phrases, queries.phrase[qidx]) >= 0
+        contained = found & (q(size["words"]) > 0)
         cols = [
             (ts & pos).sum(1) / np.maximum(q(size["positive"]), 1),
             inter / np.maximum(n_ts, 1),
@@ -665,23 +690,46 @@ def _dense(f: str, items: ItemFeatures, queries: QueryFeatures, q: Callable[[np.
 
 def _query_x_category(items: ItemFeatures, queries: QueryFeatures, qidx: np.ndarray | None, n_buckets: int,
                       size: int) -> np.ndarray:
-    """``f"{stem(w)}|{category}"`` for the first ``size`` query words, hashed once per (query, category)."""
+    """``f"{stem(w)}|{category}"`` for the first ``size`` query words, hashed once per (query, category).
+
+    CRC32 is affine over GF(2): continuing a CRC register ``r`` over the bytes of a category ``c`` gives
+    ``L^len(c) r ^ g(c)``, with ``g(c)`` the register ``c`` leaves from zero (precomputed per category) and
+    ``L^n`` a 32x32 bit matrix (zlib's ``crc32_combine``). So each query word's register (after
+    ``salt\x1f{word}|``, per request) meets every candidate category in a few numpy ops."""
     qrow = np.zeros(items.n, np.int64) if qidx is None else qidx
     n_cat = max(len(items.category_tokens), 1)
     combo, inv = np.unique(qrow * n_cat + items.category, return_inverse=True)
     cq, cc = combo // n_cat, combo % n_cat
-    lens = np.array([min(len(s), size) for s in queries.stems], dtype=np.int64)
-    words = pa.array([w for s in queries.stems for w in s[:size]], pa.large_string())
-    per = lens[cq]
-    pos = _positions(np.concatenate([[0], np.cumsum(per)]))
-    crow = np.repeat(np.arange(len(combo)), per)
-    idx = np.concatenate([[0], np.cumsum(lens)])[cq[crow]] + pos
-    cats = items.category_tokens.take(pa.array(cc[crow]))
-    ids = hash_ids(pc.binary_join_element_wise(words.take(pa.array(idx)), cats, _sep("|")), "query_x_category",
-                   n_buckets)
+    prefix = b"query_x_category\x1f"
+    regs = _pad([[zlib.crc32(prefix + w.encode() + b"|") ^ 0xFFFFFFFF for w in st[:size]] for st in queries.stems],
+                0).astype(np.uint32)
+    lens = np.array([min(len(st), size) for st in queries.stems], dtype=np.int64)
+    reg = regs[cq]
+    out = np.zeros(reg.shape, dtype=np.uint32)
+    clen = items.category_lengths[cc]
+    for n in np.unique(clen):
+        sel = clen == n
+        out[sel] = _gf2_apply(_crc_shift(int(n)), reg[sel]) ^ items.category_crc[cc[sel]][:, None]
+    ids = (out ^ np.uint32(0xFFFFFFFF)).astype(np.int64) % (n_buckets - 1) + 1
+    ids[np.arange(ids.shape[1])[None, :] >= lens[cq][:, None]] = 0
     table = np.zeros((len(combo), size), dtype=np.int64)
-    table[crow, pos] = ids
+    table[:, : ids.shape[1]] = ids[:, :size]
     return table[inv.reshape(-1)]
+
+
+@functools.lru_cache(maxsize=256)
+def _crc_shift(n: int) -> np.ndarray:
+    """Columns of ``L^n``: where each single-bit CRC register lands after ``n`` zero bytes."""
+    r = (np.uint32(1) << np.arange(32, dtype=np.uint32)).astype(np.uint32)
+    for _ in range(n):
+        r = _CRC[r & 0xFF] ^ (r >> 8)
+    return r
+
+
+def _gf2_apply(cols: np.ndarray, regs: np.ndarray) -> np.ndarray:
+    """``L regs`` for every register: the XOR of the columns of ``L`` whose bit is set."""
+    bits = (regs[..., None] >> np.arange(32, dtype=np.uint32)) & 1
+    return np.bitwise_xor.reduce(np.where(bits.astype(bool), cols, np.uint32(0)), axis=-1)
 
 
 def request(ex: FeatureExtractor, query: str, items: ItemFeatures, rows: np.ndarray | None = None,

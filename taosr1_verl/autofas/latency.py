@@ -4,13 +4,18 @@ Every building block of a student is timed on its own, at the serving batch size
 with the serving runtime (ONNX Runtime by default; plain torch as a fallback):
 
 - ``field_us[f]``: encoding field ``f`` (the embedding lookup + pooling of a bag field; ~0 for dense);
-- ``extract_us[f]``: computing field ``f`` from the raw pair with :class:`FeatureExtractor` (Python on
-  this machine; optional, counted in the field's cost when present: a feature costs its extraction too);
+- ``extract_us[f]``: computing field ``f`` for a request (one query x ``batch_size`` candidates) with the
+  vectorised extraction (:mod:`.columnar`), the item side precomputed per catalog unless the table was
+  measured with ``item_features="per_request"`` (optional, counted in the field's cost when present: a
+  feature costs its extraction too);
 - ``first_us[w] = (a, b)``: the first ``Linear(d_in, w) + ReLU``, fitted as ``a + b * d_in`` from two
   measured input widths, because its input width depends on which fields are kept;
 - ``hidden_us["i->o"]``: ``Linear(i, o) + ReLU`` for every pair of widths; a skip costs nothing;
 - ``head_us[w]``: the output layer and softmax from width ``w``;
-- ``base_us``: a run of an empty model (session overhead) per item.
+- ``base_us``: a run of an empty model (session overhead) per item;
+- ``two_tower_us[d]``: the whole per-request cost of a two-tower student of vector size ``d``
+  (:class:`~taosr1_verl.autofas.serve.TwoTowerScorer`: query side, query tower, gathering the precomputed item
+  vectors, the dot-product head), per item.
 
 All numbers are microseconds per item. :meth:`LatencyTable.expected` returns the expected latency of the
 discrete student when field ``f`` is kept with probability ``p_f`` and layer ``l`` picks operator ``k``
@@ -43,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -70,6 +76,7 @@ class LatencyTable:
     head_us: dict[str, float]
     base_us: float
     extract_us: dict[str, float] = field(default_factory=dict)
+    two_tower_us: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def field_cost(self, name: str) -> float:
@@ -267,14 +274,23 @@ def example_input(spec: FieldSpec, config: FeatureConfig, batch_size: int, seed:
     return torch.randn(batch_size, spec.size, generator=g)
 
 
+ItemFeatureMode = Literal["precomputed", "per_request"]
+EXTRACTION = "columnar-1"
+"""Version of the extraction the table's ``extract_us`` were measured with (``meta["extraction"]``); a table
+measured with another one is re-measured."""
+
+
 def measure_latency_table(specs: Sequence[FieldSpec], config: FeatureConfig, space: SearchSpace,
                           n_levels: int, batch_size: int = 1024, threads: int = 1,
                           backend: Backend = "onnxruntime", repeats: int = 7,
                           progress: bool = False, extractor: FeatureExtractor | None = None,
-                          sample_pairs: Sequence[Pair] | None = None) -> LatencyTable:
+                          sample_pairs: Sequence[Pair] | None = None,
+                          item_features: ItemFeatureMode = "precomputed",
+                          two_tower_dims: Sequence[int] = ()) -> LatencyTable:
     """Time every building block on this machine (see the module docstring). Takes ~1 s per block with
     ONNX Runtime (the export dominates) and well under that with torch. With ``extractor`` and
-    ``sample_pairs``, each field's extraction from raw pairs is timed too (``extract_us``)."""
+    ``sample_pairs`` (their items form the catalog, their queries the requests), each field's extraction is
+    timed too (``extract_us``), and with ``two_tower_dims`` the two-tower students (``two_tower_us``)."""
     from tqdm import tqdm
 
     blocks: list[tuple[str, nn.Module, list[torch.Tensor]]] = []
@@ -303,12 +319,35 @@ def measure_latency_table(specs: Sequence[FieldSpec], config: FeatureConfig, spa
             measured[name] = time_per_item_us(run, inputs, batch_size, repeats=repeats)
     base = measured["base"]
     extract_us: dict[str, float] = {}
+    two_tower_us: dict[str, float] = {}
     if extractor is not None and sample_pairs:
+        from taosr1_verl.autofas.serve import measure_request_us
+
         sample = list(sample_pairs)
+        rows = np.resize(np.arange(len(sample)), batch_size)
+        cands = [sample[i] for i in rows]
+        queries = list(dict.fromkeys(p.query for p in sample))[:16]
         for s in specs:
-            def run_extract(_: Sequence[Any], name: str = s.name) -> Any:
-                return extractor.transform(sample, fields=[name])
-            extract_us[s.name] = time_per_item_us(run_extract, [], len(sample), repeats=max(3, repeats // 2))
+            if item_features == "precomputed":
+                catalog = extractor.catalog(sample, [s.name])
+
+                def one(query: str, r: np.ndarray, name: str = s.name, cat: Any = catalog) -> Any:
+                    return extractor.request(query, cat, r, [name])
+            else:
+                def one(query: str, r: np.ndarray, name: str = s.name) -> Any:
+                    return extractor.request(query, extractor.catalog(cands, [name]), None, [name])
+            extract_us[s.name] = measure_request_us(one, queries, rows, repeats=max(3, repeats // 2),
+                                                    threads=threads)
+        if two_tower_dims:
+            from taosr1_verl.autofas.serve import TwoTowerScorer
+            from taosr1_verl.autofas.twotower import TwoTower
+
+            with tempfile.TemporaryDirectory() as tmp:
+                for d in two_tower_dims:
+                    scorer = TwoTowerScorer(extractor, TwoTower(specs, config, int(d), n_levels), tmp, threads)
+                    scorer.index(sample)
+                    two_tower_us[str(int(d))] = measure_request_us(scorer.score, queries, rows, repeats=repeats,
+                                                                   threads=threads)
 
     def net(v: float) -> float:
         # The per-run overhead is counted once, in base_us; blocks keep only their own work.
@@ -326,14 +365,15 @@ def measure_latency_table(specs: Sequence[FieldSpec], config: FeatureConfig, spa
     head_us = {str(w): net(measured[f"head:{w}"]) for w in space.widths}
     meta = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch": torch.__version__, "raw_us": measured,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "extraction": f"{EXTRACTION}/{item_features}" if extract_us else None}
     if backend == "onnxruntime":
         import onnxruntime
 
         meta["onnxruntime"] = onnxruntime.__version__
     table = LatencyTable(batch_size=batch_size, threads=threads, backend=backend, field_us=field_us,
                          field_dims=dims, first_us=first_us, hidden_us=hidden_us, head_us=head_us,
-                         base_us=base, extract_us=extract_us, meta=meta)
+                         base_us=base, extract_us=extract_us, two_tower_us=two_tower_us, meta=meta)
     logger.info("latency table (%s, batch %d, %d thread(s)): fields %s, extraction %s", backend, batch_size,
                 threads, {k: round(v, 3) for k, v in field_us.items()},
                 {k: round(v, 2) for k, v in extract_us.items()})

@@ -131,7 +131,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{_fmt(report['student'].get('measured_us', float('nan')))} µs/item",
     ]
     if s.get("repaired"):
-        lines.append(f"- repaired after derivation: {s['repaired']}")
+        lines.append(f"- after derivation (repair to fit, or fill the budget): {s['repaired']}")
     keys = ["kl", "auc_good", "auc_not_bad", "overlap_at_k", "recall_k_in_m", "ndcg_student", "ndcg_teacher"]
     lines += ["", "| model | table µs/item | measured µs/item | " + " | ".join(keys) + " |",
               "|---|---|---|" + "---|" * len(keys)]

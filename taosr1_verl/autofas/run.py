@@ -33,7 +33,13 @@ import numpy as np
 import torch
 
 from taosr1_verl.autofas.features import FeatureConfig, FeatureExtractor
-from taosr1_verl.autofas.latency import LatencyTable, measure_latency_table, torch_threads
+from taosr1_verl.autofas.latency import (
+    EXTRACTION,
+    ItemFeatureMode,
+    LatencyTable,
+    measure_latency_table,
+    torch_threads,
+)
 from taosr1_verl.autofas.report import agreement_metrics, plot_report, write_report
 from taosr1_verl.autofas.search import SearchConfig, SearchResult, random_architecture, run_search
 from taosr1_verl.autofas.space import Architecture, SearchSpace
@@ -76,7 +82,9 @@ class AutoFASConfig:
     k: int = 3
     """k of overlap@k / recall of the teacher's top-k."""
     count_extraction: bool = True
-    """Count each field's extraction from the raw pair (timed on this machine) in its latency cost."""
+    """Count each field's extraction (timed on this machine) in its latency cost."""
+    item_features: ItemFeatureMode = "precomputed"
+    """How extraction is timed: item side precomputed per catalog (a pre-ranking index) or built per request."""
     measure_exported: bool = True
     """Export and time every model in ONNX Runtime (off: table latency only)."""
 
@@ -114,20 +122,25 @@ def teacher_fingerprint(table: TeacherTable) -> dict[str, Any]:
     return {"sha256": h.hexdigest(), "pairs": len(table.pairs), "teacher": table.teacher}
 
 
-def _latency_table(out: Path, cfg: AutoFASConfig, ex: FeatureExtractor, n_levels: int, progress: bool,
-                   sample: Sequence[Pair]) -> LatencyTable:
+def latency_table(out: Path, cfg: AutoFASConfig, ex: FeatureExtractor, n_levels: int, progress: bool,
+                  sample: Sequence[Pair], two_tower_dims: Sequence[int] = ()) -> LatencyTable:
+    """``out/latency.json`` when it was measured on the same settings (machine-bound, teacher-free), else a
+    fresh measurement saved there."""
     path = out / "latency.json"
     names = [s.name for s in ex.specs]
+    extraction = f"{EXTRACTION}/{cfg.item_features}" if cfg.count_extraction else None
     if path.exists():
         t = LatencyTable.load(path)
         dims_ok = all(t.field_dims.get(s) == d for s, d in _field_dims(ex).items())
         if (t.backend == cfg.latency_backend and t.batch_size == cfg.batch_size and t.threads == cfg.threads
-                and t.covers(names, cfg.space) and dims_ok and bool(t.extract_us) == cfg.count_extraction):
+                and t.covers(names, cfg.space) and dims_ok and t.meta.get("extraction") == extraction
+                and all(str(d) in t.two_tower_us for d in two_tower_dims)):
             logger.info("reusing latency table %s", path)
             return t
     t = measure_latency_table(ex.specs, cfg.features, cfg.space, n_levels, batch_size=cfg.batch_size,
                               threads=cfg.threads, backend=cfg.latency_backend, progress=progress,
-                              extractor=ex if cfg.count_extraction else None, sample_pairs=sample)
+                              extractor=ex if cfg.count_extraction else None, sample_pairs=sample,
+                              item_features=cfg.item_features, two_tower_dims=two_tower_dims)
     t.save(path)
     return t
 
@@ -186,7 +199,7 @@ def _run(table: TeacherTable, out: Path, od: OutputDir, cfg: AutoFASConfig, teac
         ex = FeatureExtractor(cfg.features).fit(train.pairs)
         atomic_write_json(stage / "features.json", ex.to_dict(), default=float)
         n_levels = len(table.schema)
-        lat = _latency_table(out, cfg, ex, n_levels, progress, train.pairs[:256])
+        lat = latency_table(out, cfg, ex, n_levels, progress, train.pairs[:1024])
 
         x_train = to_tensors(ex.transform(train.pairs))
         t_train = torch.from_numpy(train.probs).float()

@@ -79,6 +79,10 @@ class StudentNet(nn.Module):
     def inputs(self, batch: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         return [batch[f] for f in self.field_names]
 
+    def batch_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Logits from a ``{field: tensor}`` batch (the interface :func:`distill` and :func:`predict` use)."""
+        return self.logits(*self.inputs(batch))
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -104,22 +108,31 @@ def train_student(arch: Architecture, specs: Sequence[FieldSpec], config: Featur
                   x: Mapping[str, torch.Tensor], teacher_probs: torch.Tensor, cfg: TrainConfig | None = None,
                   progress: bool = False) -> StudentNet:
     """A fresh :class:`StudentNet` distilled from ``teacher_probs`` (seeded: same inputs, same weights)."""
-    from tqdm.auto import tqdm
-
     cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)
     net = StudentNet(arch, specs, config, teacher_probs.shape[1])
+    return distill(net, x, teacher_probs, cfg, f"distil {arch.describe()}", progress)
+
+
+def distill(net: nn.Module, x: Mapping[str, torch.Tensor], teacher_probs: torch.Tensor, cfg: TrainConfig,
+            desc: str = "distil", progress: bool = False) -> nn.Module:
+    """Train any model with ``batch_logits({field: tensor})`` on the soft cross-entropy to the teacher: AdamW,
+    one-cycle schedule, seeded batches. Every student (searched, hand-designed, two-tower) goes through it."""
+    from tqdm.auto import tqdm
+
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = teacher_probs.shape[0]
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
+    # Warm-up over 10% of the steps, at least two (OneCycleLR divides by zero below that).
+    pct = min(0.5, max(0.1, 2.0 / max(steps, 1)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 4), pct_start=pct)
     g = torch.Generator().manual_seed(cfg.seed)
     net.train()
-    for _ in tqdm(range(cfg.epochs), desc=f"distil {arch.describe()}", disable=not progress):
+    for _ in tqdm(range(cfg.epochs), desc=desc, disable=not progress):
         perm = torch.randperm(n, generator=g)
         for start in range(0, n, cfg.batch_size):
             idx = perm[start : start + cfg.batch_size]
-            loss = distill_loss(net.logits(*net.inputs(take(x, idx))), teacher_probs[idx])
+            loss = distill_loss(net.batch_logits(take(x, idx)), teacher_probs[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -128,12 +141,13 @@ def train_student(arch: Architecture, specs: Sequence[FieldSpec], config: Featur
 
 
 @torch.inference_mode()
-def predict(net: StudentNet, x: Mapping[str, torch.Tensor], batch_size: int = 4096) -> np.ndarray:
-    """Label probabilities ``(n, L)`` of the student."""
+def predict(net: nn.Module, x: Mapping[str, torch.Tensor], batch_size: int = 4096) -> np.ndarray:
+    """Label probabilities ``(n, L)`` of a student (any model with ``batch_logits``)."""
     net.eval()
     n = next(iter(x.values())).shape[0]
-    out = [net(*net.inputs({k: v[s : s + batch_size] for k, v in x.items()})) for s in range(0, n, batch_size)]
-    return torch.cat(out).double().numpy() if out else np.zeros((0, net.head.out_features))
+    out = [torch.softmax(net.batch_logits({k: v[s : s + batch_size] for k, v in x.items()}), dim=-1)
+           for s in range(0, n, batch_size)]
+    return torch.cat(out).double().numpy() if out else np.zeros((0, 0))
 
 
 def export_student(net: StudentNet, x: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:

@@ -97,8 +97,10 @@ def test_tokenize_is_words(texts: list[str]) -> None:
 @given(texts=st.lists(st.text(max_size=30), max_size=10), salt=st.text(max_size=5))
 def test_crc32_and_hash_ids_are_zlibs(texts: list[str], salt: str) -> None:
     prefix = f"{salt}\x1f".encode()
-    crcs = crc32_strings(pa.array(texts, pa.large_string()), prefix)
-    assert crcs.tolist() == [zlib.crc32(prefix + t.encode()) for t in texts]
+    # Few strings are hashed one by one, many by byte position: both paths.
+    for batch in (texts, [f"{t}{i}" for i, t in enumerate(texts * 20)] + ["x"] * 70):
+        crcs = crc32_strings(pa.array(batch, pa.large_string()), prefix)
+        assert crcs.tolist() == [zlib.crc32(prefix + t.encode()) for t in batch]
     ids = hash_ids(pa.array(texts, pa.large_string()), salt, 97)
     assert ids.tolist() == [zlib.crc32(prefix + t.encode()) % 96 + 1 for t in texts]
 
