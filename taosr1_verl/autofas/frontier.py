@@ -515,54 +515,47 @@ def render_cascade(report: Mapping[str, Any]) -> str:
 def plot_frontier(out_dir: str | os.PathLike[str], report: Mapping[str, Any]) -> list[str]:
     """``frontier.png``: AUC(Good) and NDCG@5 against µs/item, one curve per method (mean over seeds, bars
     min-max); ``cascade.png``: recall of the teacher's Good items against cost per query."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from taosr1_verl.autofas.report import _save
+    from taosr1_verl.plots import figure
 
     out = Path(out_dir)
-    files = []
+    files = ["frontier.png"]
     colours = dict(zip(METHODS, ("tab:gray", "tab:blue", "tab:orange", "tab:red"), strict=True))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric, name in ((axes[0], "auc_good", "AUC vs teacher Good tier"),
-                             (axes[1], "ndcg_student", "NDCG@5 vs gold")):
-        for method in METHODS:
-            rs = sorted((r for r in report["rows"] if r["method"] == method), key=_cost)
-            if not rs:
-                continue
-            x = [_cost(r) for r in rs]
-            y = [r[metric]["mean"] for r in rs]
-            err = [[r[metric]["mean"] - r[metric]["min"] for r in rs], [r[metric]["max"] - r[metric]["mean"] for r in rs]]
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method, color=colours[method])
-        for b in report["budgets_us"]:
-            ax.axvline(b, color="k", alpha=0.08)
-        ax.set_xscale("log")
-        ax.set_xlabel("µs per item (deployed request: extraction + model)")
-        ax.set_ylabel(name)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"teacher: {report['teacher']}", fontsize=9)
-    fig.tight_layout()
-    files.append(_save(fig, out / "frontier.png"))
-    if report.get("cascade_pairs") and report.get("teacher_us"):
-        ks = [str(k) for k in report["config"]["cascade_k"]]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        t_us = report["teacher_us"]
-        for method in METHODS:
-            for k, mk in zip(ks, ("o", "s", "^", "v"), strict=False):
-                rs = sorted((r for r in report["rows"] if r["method"] == method and "cascade" in r), key=_cost)
+    with figure(out / "frontier.png", ncols=2, figsize=(11, 4)) as (fig, axes):
+        for ax, metric, name in ((axes[0], "auc_good", "AUC vs teacher Good tier"),
+                                 (axes[1], "ndcg_student", "NDCG@5 vs gold")):
+            for method in METHODS:
+                rs = sorted((r for r in report["rows"] if r["method"] == method), key=_cost)
                 if not rs:
                     continue
-                n = rs[0]["cascade"][k]["candidates"]
-                x = [(n * _cost(r) + int(k) * t_us) / 1000 for r in rs]
-                ax.plot(x, [r["cascade"][k]["recall"]["mean"] for r in rs], marker=mk, color=colours[method],
-                        label=f"{method} k={k}")
-        ax.set_xlabel("ms per query (student on all candidates + teacher on k)")
-        ax.set_ylabel("recall of teacher-Good candidates")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        files.append(_save(fig, out / "cascade.png"))
+                y = [r[metric]["mean"] for r in rs]
+                err = [[r[metric]["mean"] - r[metric]["min"] for r in rs],
+                       [r[metric]["max"] - r[metric]["mean"] for r in rs]]
+                ax.errorbar([_cost(r) for r in rs], y, yerr=err, marker="o", capsize=3, label=method,
+                            color=colours[method])
+            for b in report["budgets_us"]:
+                ax.axvline(b, color="k", alpha=0.08)
+            ax.set_xscale("log")
+            ax.set_xlabel("µs per item (deployed request: extraction + model)")
+            ax.set_ylabel(name)
+            ax.legend(fontsize=8)
+        fig.suptitle(f"teacher: {report['teacher']}; budgets as grey lines", fontsize=9)
+    if report.get("cascade_pairs") and report.get("teacher_us"):
+        ks = [str(k) for k in report["config"]["cascade_k"]]
+        t_us = report["teacher_us"]
+        with figure(out / "cascade.png", figsize=(6, 4)) as (fig, ax):
+            for method in METHODS:
+                rs = sorted((r for r in report["rows"] if r["method"] == method and "cascade" in r), key=_cost)
+                for k, mk in zip(ks, ("o", "s", "^", "v"), strict=False):
+                    if not rs:
+                        continue
+                    n = rs[0]["cascade"][k]["candidates"]
+                    x = [(n * _cost(r) + int(k) * t_us) / 1000 for r in rs]
+                    ax.plot(x, [r["cascade"][k]["recall"]["mean"] for r in rs], marker=mk, color=colours[method],
+                            label=f"{method} k={k}")
+            ax.set_xlabel("ms per query (student on all candidates + teacher on k)")
+            ax.set_ylabel("recall of teacher-Good candidates")
+            ax.legend(fontsize=7)
+        files.append("cascade.png")
     return files
 
 

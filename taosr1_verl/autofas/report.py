@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from taosr1_verl.files import atomic_path, atomic_write_json, atomic_write_text
+from taosr1_verl.files import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -147,65 +147,48 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 def plot_report(out_dir: str | os.PathLike[str], report: Mapping[str, Any]) -> list[str]:
     """Three PNGs: the search trajectory, the final field/operator probabilities, latency vs agreement."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from taosr1_verl.plots import figure
 
     out = Path(out_dir)
     hist = report["search"]["history"]
-    files = []
 
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    ep = [h["epoch"] for h in hist]
-    ax[0].plot(ep, [h["train_kd"] for h in hist], label="train KD (relaxed)")
-    ax[0].plot(ep, [h["val_kd_hard"] for h in hist], label="val KD (derived)")
-    ax[0].set_xlabel("epoch")
-    ax[0].set_ylabel("soft cross-entropy")
-    ax[0].legend()
-    ax[1].plot(ep, [h["expected_us"] for h in hist], label="E[latency]")
-    ax[1].axhline(report["search"]["budget_us"], color="r", ls="--", label="budget")
-    ax[1].set_xlabel("epoch")
-    ax[1].set_ylabel("µs per item")
-    ax[1].legend()
-    fig.tight_layout()
-    files.append(_save(fig, out / "search_curves.png"))
+    with figure(out / "search_curves.png", ncols=2, figsize=(10, 3.5)) as (fig, ax):
+        ep = [h["epoch"] for h in hist]
+        ax[0].plot(ep, [h["train_kd"] for h in hist], label="train KD (relaxed)")
+        ax[0].plot(ep, [h["val_kd_hard"] for h in hist], label="val KD (derived)")
+        ax[0].set_xlabel("epoch")
+        ax[0].set_ylabel("soft cross-entropy")
+        ax[0].legend()
+        ax[1].plot(ep, [h["expected_us"] for h in hist], label="E[latency]")
+        ax[1].axhline(report["search"]["budget_us"], color="r", ls="--", label="budget")
+        ax[1].set_xlabel("epoch")
+        ax[1].set_ylabel("µs per item")
+        ax[1].legend()
 
     fp = report["search"]["field_probs"]
     ops = report["search"]["op_probs"]
-    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
-    ax[0].barh(list(fp), list(fp.values()))
-    ax[0].axvline(0.5, color="r", ls="--")
-    ax[0].set_xlabel("P(field kept)")
-    labels = sorted({k for layer in ops for k in layer}, key=lambda x: (not x.isdigit(), int(x) if x.isdigit() else 0))
-    mat = np.array([[layer.get(k, np.nan) for k in labels] for layer in ops])
-    im = ax[1].imshow(mat, vmin=0, vmax=1, cmap="viridis")
-    ax[1].set_xticks(range(len(labels)), labels)
-    ax[1].set_yticks(range(len(ops)), [f"layer {i}" for i in range(len(ops))])
-    ax[1].set_title("P(operator)")
-    fig.colorbar(im, ax=ax[1])
-    fig.tight_layout()
-    files.append(_save(fig, out / "architecture.png"))
+    with figure(out / "architecture.png", ncols=2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]}) as (fig, ax):
+        ax[0].barh(list(fp), list(fp.values()))
+        ax[0].axvline(0.5, color="r", ls="--")
+        ax[0].set_xlabel("P(field kept)")
+        labels = sorted({k for layer in ops for k in layer},
+                        key=lambda x: (not x.isdigit(), int(x) if x.isdigit() else 0))
+        mat = np.array([[layer.get(k, np.nan) for k in labels] for layer in ops])
+        im = ax[1].imshow(mat, vmin=0, vmax=1, cmap="viridis")
+        ax[1].set_xticks(range(len(labels)), labels)
+        ax[1].set_yticks(range(len(ops)), [f"layer {i}" for i in range(len(ops))])
+        ax[1].set_title("P(operator)")
+        fig.colorbar(im, ax=ax[1])
 
-    fig, ax = plt.subplots(figsize=(5, 3.8))
-    st = report["student"]
-    ax.scatter([st["table_us"]], [st["metrics"]["auc_good"]], marker="*", s=200, label="searched student")
-    rb = report.get("random_baselines", [])
-    if rb:
-        ax.scatter([r["table_us"] for r in rb], [r["metrics"]["auc_good"] for r in rb], label="random architectures")
-    ax.axvline(report["search"]["budget_us"], color="r", ls="--", label="budget")
-    ax.set_xlabel("table latency, µs per item")
-    ax.set_ylabel("AUC vs teacher Good tier")
-    ax.legend()
-    fig.tight_layout()
-    files.append(_save(fig, out / "latency_vs_agreement.png"))
-    return files
-
-
-def _save(fig: Any, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path.name
+    with figure(out / "latency_vs_agreement.png", figsize=(5, 3.8)) as (fig, ax):
+        st = report["student"]
+        ax.scatter([st["table_us"]], [st["metrics"]["auc_good"]], marker="*", s=200, label="searched student")
+        rb = report.get("random_baselines", [])
+        if rb:
+            ax.scatter([r["table_us"] for r in rb], [r["metrics"]["auc_good"] for r in rb],
+                       label="random architectures")
+        ax.axvline(report["search"]["budget_us"], color="r", ls="--", label="budget")
+        ax.set_xlabel("table latency, µs per item")
+        ax.set_ylabel("AUC vs teacher Good tier")
+        ax.legend()
+    return ["search_curves.png", "architecture.png", "latency_vs_agreement.png"]
