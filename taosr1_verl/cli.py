@@ -4,8 +4,10 @@ A subcommand module exposes ``register(subparsers)``; it must import only light 
 (heavy imports such as torch, verl or vLLM go inside the handler) so that ``taosr1 --help`` stays fast.
 
 Errors: a user's mistake (a bad option, a missing or unreadable file, a file that does not fit) ends the
-command with one line ``taosr1 <cmd>: error: <what and where>`` on stderr and exit status 2; Ctrl-C ends it
-with one line and 130. ``taosr1 -v <cmd>`` also prints the traceback. Anything else is a bug and raises.
+command with one line ``taosr1 <cmd>: error: <what and where>`` on stderr and exit status 2. Ctrl-C and
+SIGTERM run the same cleanup (:func:`taosr1_verl.run_manifest.sigterm_as_interrupt`) and end every command
+with one line and 130 / 143; a command that sets ``resumable=True`` in its defaults adds that a rerun
+continues. ``taosr1 -v <cmd>`` also prints the traceback. Anything else is a bug and raises.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
+
+from taosr1_verl.run_manifest import sigterm_as_interrupt
 
 # One line per stage; keep alphabetical.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -54,7 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command parser records its full name (``taosr1 data synth``) as ``args.command_prog``; the
+    innermost one that parsed wins."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(command_prog=sub.prog)
+                _name_commands(sub)
 
 
 def error_message(e: BaseException) -> str:
@@ -81,19 +96,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    return run_handler(args)
+
+
+RESUME_NOTE = "; temporary files removed, a rerun continues from the last finished step"
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Run ``args.func(args)``, the parsed subcommand's handler, and turn what a user causes into one line on
+    stderr: a mistake (:data:`USER_ERRORS`) exits 2; Ctrl-C and SIGTERM, after the cleanup they trigger (both
+    raise ``KeyboardInterrupt``), exit 130 and 143."""
     prog = f"taosr1 {args.command}"
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except USER_ERRORS as e:
         if args.verbose:
             traceback.print_exc()
         print(f"{prog}: error: {error_message(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if args.verbose:
             traceback.print_exc()
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        term = str(e) == "SIGTERM"
+        note = RESUME_NOTE if getattr(args, "resumable", False) else ""
+        print(f"{getattr(args, 'command_prog', prog)}: {'terminated' if term else 'interrupted'}{note}",
+              file=sys.stderr)
+        return 143 if term else 130
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ Files that grow across interrupted runs (pass@N samples, teacher answers) carry 
 ``<file>.manifest.json`` with the spec they are made under (:func:`open_resumable`): a rerun continues
 them only under the same spec and refuses otherwise.
 
-:func:`interruptible` turns SIGTERM into ``KeyboardInterrupt`` for a command, so that the same cleanup
-runs for both (staging directories, temp files), and ends it with one line instead of a traceback.
+:func:`sigterm_as_interrupt` turns SIGTERM into ``KeyboardInterrupt``, so that the same cleanup runs for both
+(staging directories, temp files); the CLI runs every command inside it and ends an interrupted one with
+one line instead of a traceback (:func:`taosr1_verl.cli.run_handler`).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -32,10 +32,9 @@ import os
 import re
 import shutil
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,24 +422,3 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def interruptible(command: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
-    """Decorate a CLI handler: SIGTERM / Ctrl-C clean up (see :func:`sigterm_as_interrupt`) and end the
-    command with one line on stderr and exit status 130 (SIGINT) or 143 (SIGTERM), not a traceback."""
-
-    def wrap(func: Callable[..., int]) -> Callable[..., int]:
-        @functools.wraps(func)
-        def run(*args: Any, **kwargs: Any) -> int:
-            try:
-                with sigterm_as_interrupt():
-                    return func(*args, **kwargs)
-            except KeyboardInterrupt as e:
-                term = str(e) == "SIGTERM"
-                print(f"taosr1 {command}: {'terminated' if term else 'interrupted'}; temporary files removed, "
-                      "a rerun continues from the last finished step", file=sys.stderr)
-                return 143 if term else 130
-
-        return run
-
-    return wrap

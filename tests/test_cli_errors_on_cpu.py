@@ -150,6 +150,29 @@ def test_ctrl_c_is_one_line_and_130(files, capsys, monkeypatch):
     assert capsys.readouterr().err.strip() == "taosr1 score: interrupted"
 
 
+@pytest.mark.parametrize(("argv", "line"), [
+    (["score", "--model", "x", "--input", "{ok}"], "taosr1 score: terminated"),
+    (["data", "stats", "{rl}"], "taosr1 data stats: terminated"),
+    (["data", "synth", "--out", "{out}", "--n", "50"],
+     "taosr1 data synth: terminated; temporary files removed, a rerun continues from the last finished step"),
+])
+def test_sigterm_ends_every_command_with_one_line_and_143(files, tmp_path, capsys, monkeypatch, argv, line):
+    import os
+    import signal
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    for target in ("taosr1_verl.scoring.io.read_score_input", "taosr1_verl.data.stats.dataset_stats",
+                   "taosr1_verl.data.prepare.prepare_dataset"):
+        monkeypatch.setattr(target, terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    argv = [a.format(ok=files["ok"], rl=files["rl"], out=tmp_path / "o") for a in argv]
+    assert main(argv) == 143
+    assert capsys.readouterr().err.strip() == line
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the CLI's only while a command runs
+
+
 def test_a_dead_endpoint_fails_at_once_naming_the_url(files, tiny_model_dir, capsys):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))

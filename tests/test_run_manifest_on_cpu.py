@@ -186,18 +186,20 @@ def test_append_resumable_file_continues_only_under_its_spec(tmp_path):
 
 
 _SIGTERM_SCRIPT = textwrap.dedent("""
-    import os, signal, sys
-    from taosr1_verl.run_manifest import OutputDir, RunSpec, interruptible
+    import argparse, os, signal, sys
+    from taosr1_verl.cli import run_handler
+    from taosr1_verl.run_manifest import OutputDir, RunSpec
 
-    @interruptible("demo-cmd")
-    def run(out):
-        with OutputDir(out, RunSpec("cmd")) as od:
+    def run(args):
+        with OutputDir(args.out, RunSpec("cmd")) as od:
             od.path("half.txt").write_text("x")
             os.kill(os.getpid(), signal.SIGTERM)
             od.commit()
         return 0
 
-    sys.exit(run(sys.argv[1]))
+    # As the CLI runs a resumable subcommand's handler.
+    sys.exit(run_handler(argparse.Namespace(func=run, out=sys.argv[1], command="demo-cmd", resumable=True,
+                                            verbose=False, command_prog="taosr1 demo-cmd")))
 """)
 
 

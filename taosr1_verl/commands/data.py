@@ -16,7 +16,6 @@ import json
 import sys
 
 from taosr1_verl.commands.args import add_format_arg, add_instructions_arg, non_negative_float, positive_int
-from taosr1_verl.run_manifest import interruptible
 
 
 def _common_build(p: argparse.ArgumentParser) -> None:
@@ -45,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--items-per-query", type=positive_int, default=8, help="items per query")
     p.add_argument("--describe", action="store_true", help="add a one-sentence item description")
     p.add_argument("--rules", help="a rule KB YAML (default: the packaged rules.yaml)")
-    p.set_defaults(func=run_synth)
+    p.set_defaults(func=run_synth, resumable=True)
 
     p = dsub.add_parser("prepare", help="read real judgments (generic file, ESCI or WANDS) and build datasets")
     _common_build(p)
@@ -62,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bad rows: stop (raise) or drop and report them in dropped.jsonl (skip)")
     p.add_argument("--data-source", help="data_source column (default: esci, wands or the file stem)")
     p.add_argument("--teacher", help="teacher JSONL ({pair_id, response} per line): also build SFT files")
-    p.set_defaults(func=run_prepare)
+    p.set_defaults(func=run_prepare, resumable=True)
 
     p = dsub.add_parser("sft", help="build an SFT parquet from a pairs parquet and a teacher JSONL")
     p.add_argument("--pairs", required=True, help="a pairs_<split>.parquet from synth/prepare")
@@ -92,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=non_negative_float, default=0.0, help="sampling temperature")
     p.add_argument("--batch-size", type=positive_int, default=64, help="pairs per vLLM call (one checkpoint each)")
     p.add_argument("--no-resume", action="store_true", help="discard an existing --out and start over")
-    p.set_defaults(func=run_teach)
+    p.set_defaults(func=run_teach, resumable=True)
 
 
 def _build_config(args: argparse.Namespace, data_source: str, schema: str):
@@ -124,7 +123,6 @@ def _packaged_rules() -> str:
     return str(resources.files("taosr1_verl.data.synth").joinpath("rules.yaml"))
 
 
-@interruptible("data synth")
 def run_synth(args: argparse.Namespace) -> int:
     from taosr1_verl.data.prepare import prepare_dataset
     from taosr1_verl.data.split import parse_splits
@@ -146,7 +144,6 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-@interruptible("data prepare")
 def run_prepare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -226,7 +223,6 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-@interruptible("data teach")
 def run_teach(args: argparse.Namespace) -> int:
     from taosr1_verl.data.teacher_vllm import TeacherConfig, generate_teacher_file
 

@@ -14,7 +14,6 @@ from taosr1_verl.commands.args import (
     positive_int,
     unit_float,
 )
-from taosr1_verl.run_manifest import interruptible
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -57,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, help="hf backend: torch threads")
     p.add_argument("--batch-size", type=positive_int, default=8, help="hf backend: prompts per generate call")
     _common(p)
-    p.set_defaults(func=run_passn)
+    p.set_defaults(func=run_passn, resumable=True)
 
     q = sub.add_parser("pairs", help="grade externally generated responses and build DPO pairs")
     q.add_argument("--responses", required=True, type=input_file,
@@ -65,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--prompts", type=parquet_file,
                    help="RL parquet the JSONL indices refer to (not needed for a verl parquet)")
     _common(q)
-    q.set_defaults(func=run_pairs)
+    q.set_defaults(func=run_pairs, resumable=True)
 
 
 def _pairing(args: argparse.Namespace):
@@ -103,7 +102,6 @@ def _summary(res) -> int:
     return 0
 
 
-@interruptible("passn")
 def run_passn(args: argparse.Namespace) -> int:
     from taosr1_verl.pairs.generate import SamplingConfig
     from taosr1_verl.pairs.stage import run_passn as run
@@ -117,7 +115,6 @@ def run_passn(args: argparse.Namespace) -> int:
     return _summary(res)
 
 
-@interruptible("pairs")
 def run_pairs(args: argparse.Namespace) -> int:
     from taosr1_verl.pairs.stage import run_pairs as run
 
