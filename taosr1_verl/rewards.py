@@ -79,7 +79,8 @@ class _Scorer:
         self.good = frozenset(lv.level for lv in schema.levels if lv.tier == "Good")
         values = schema.level_values
         self.span = max(values) - min(values)
-        # Exact-match lookup for the common ground-truth spellings; anything else goes to normalize().
+        # Exact-match lookup for the common ground-truth spellings, anything else goes to normalize(): about a
+        # tenth of a well-formed call's time (bench/bench_reward.py's table).
         table: dict[Any, int] = {}
         for lv in schema.levels:
             table[lv.level] = lv.level
@@ -117,27 +118,41 @@ class _Scorer:
         return {"score": score, "acc": acc, "format_ok": 1, "pred": pred, "gold": gold, "false_positive": fp}
 
 
-@functools.lru_cache(maxsize=64)
-def _scorer(cfg: RewardConfig) -> _Scorer:
+# Keyword arguments verl passes that are not reward options.
+_VERL_PASSTHROUGH = frozenset({"tokenizer", "return_dict", "reward_router_address", "reward_model_tokenizer"})
+
+
+def _new_scorer(options: dict[str, Any]) -> _Scorer:
+    options = {k: v for k, v in options.items() if k not in _VERL_PASSTHROUGH}
+    names = [f.name for f in fields(RewardConfig)]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ValueError(f"unknown TaoSR1 reward option(s) {unknown}; options are {names}")
+    cfg = RewardConfig(**options)
     return _Scorer(cfg, get_schema(cfg.schema))
 
 
-_DEFAULT = _scorer(RewardConfig())
+# verl calls compute_score once per response with the same keyword arguments: building RewardConfig (coercion
+# and checks) per call costs about 50 times the scoring itself, so scorers are cached by those arguments as
+# given (bench/bench_reward.py, "with verl's reward_kwargs" line). A bounded LRU: a run uses one or two sets.
+@functools.lru_cache(maxsize=64)
+def _cached_scorer(kwargs: frozenset[tuple[str, Any]]) -> _Scorer:
+    return _new_scorer(dict(kwargs))
+
+
+# No options (the default reward, bench/bench_reward.py's table): not even a cache key to build.
+_DEFAULT = _new_scorer({})
 
 
 def get_scorer(**reward_kwargs: Any) -> Callable[[Any, Any], dict[str, float | int]]:
-    """A ``(solution_str, ground_truth) -> dict`` scorer for the given options (cached per options)."""
+    """A ``(solution_str, ground_truth) -> dict`` scorer for the given options (cached per options; an
+    option value that cannot be hashed builds an uncached one). Keywords verl adds on its own are ignored."""
     if not reward_kwargs:
         return _DEFAULT
-    names = [f.name for f in fields(RewardConfig)]
-    unknown = sorted(set(reward_kwargs) - set(names))
-    if unknown:
-        raise ValueError(f"unknown TaoSR1 reward option(s) {unknown}; options are {names}")
-    return _scorer(RewardConfig(**reward_kwargs))
-
-
-# Keyword arguments verl passes that are not reward options.
-_VERL_PASSTHROUGH = frozenset({"tokenizer", "return_dict", "reward_router_address", "reward_model_tokenizer"})
+    try:
+        return _cached_scorer(frozenset(reward_kwargs.items()))
+    except TypeError:  # an unhashable option value
+        return _new_scorer(reward_kwargs)
 
 
 def compute_score(
@@ -179,20 +194,10 @@ def compute_score(
     if not kwargs:
         return _DEFAULT(solution_str, ground_truth)
     try:
-        key = frozenset(kwargs.items())
-        scorer = _BY_KWARGS.get(key)
-    except TypeError:  # an unhashable option value: no caching
-        key, scorer = None, None
-    if scorer is None:
-        opts = {k: v for k, v in kwargs.items() if k not in _VERL_PASSTHROUGH}
-        scorer = get_scorer(**opts)
-        if key is not None and len(_BY_KWARGS) < 256:
-            _BY_KWARGS[key] = scorer
+        scorer = _cached_scorer(frozenset(kwargs.items()))
+    except TypeError:  # an unhashable option value
+        scorer = _new_scorer(kwargs)
     return scorer(solution_str, ground_truth)
-
-
-# verl passes the same reward_kwargs on every call: resolve them to a scorer once.
-_BY_KWARGS: dict[frozenset, _Scorer] = {}
 
 
 def score_batch(

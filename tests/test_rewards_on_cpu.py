@@ -71,6 +71,16 @@ def test_verl_passthrough_keywords_are_ignored_and_bad_options_rejected():
         get_scorer(schema="nope")
 
 
+def test_scorers_are_cached_per_options_however_many_sets_were_seen():
+    # One cache, bounded and least-recently-used (a dict here once stopped caching after 256 option sets).
+    for i in range(300):
+        assert compute_score("s", "3\n<think>x</think>", "3", wrong_reward=-i / 1000)["score"] == 1.0
+    assert get_scorer(format="pre_cot", tokenizer=None) is get_scorer(format="pre_cot", tokenizer=None)
+    assert get_scorer(format="pre_cot") is not get_scorer(format="post_cot")
+    unhashable = compute_score("s", OK4, "4", tokenizer=[])  # verl's keyword, a list: scored uncached
+    assert unhashable["score"] == 1.0
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
