@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from taosr1_verl.pairs.generate import BACKENDS
+    from taosr1_verl.pairs.registry import BACKENDS
 
     p = sub.add_parser("passn", help="pass@N: sample N responses per RL prompt, grade, write difficulty + DPO pairs")
     p.add_argument("--prompts", required=True, type=parquet_file,

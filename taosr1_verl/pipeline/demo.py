@@ -39,8 +39,8 @@ class DemoProfile:
     sft_batch: int
     sft_lr: float
     sft_label_weight: float
-    """Loss weight of the label token in SFT (``data.label_weight``; measured: macro-F1 0.41 with 1, 0.90 with
-    20 after 2,200 steps)."""
+    """Loss weight of the label token in SFT (``data.label_weight``): the label is one token of a long answer, and
+    plain SFT learns the reasoning long before it (README, "Label weight in SFT")."""
     passn_prompts: int
     """Training prompts sampled N times for pass@N and DPO pairs."""
     passn_n: int
@@ -54,18 +54,19 @@ class DemoProfile:
     grpo_lr: float
     max_response_tokens: int = 96
     dpo_sft_weight: float = 1.0
-    """NLL on the chosen answer added to the DPO loss (measured: 0.329 vs 0.306 macro-F1 at DPO lr 5e-5)."""
+    """NLL on the chosen answer added to the DPO loss: keeps the policy on well-formed answers while the label
+    moves (README, "Why the demo's settings")."""
     min_sft_gain: float | None = 0.15
-    """After SFT the first-token macro-F1 must beat the majority baseline by this much, or the demo stops.
-    The full profile's 1,700 SFT steps on 47k pairs reached +0.41 (0.571 vs 0.166); before the label is
-    learnt in earnest it sits on a plateau near 0.41 (+0.24), which the gate of 0.15 still passes. None (the
-    quick CI profile: 250 steps reached 0.41 in one run, too few runs to gate CI on) checks only that SFT
-    trained: its loss must fall below half of its first value."""
+    """After SFT the first-token macro-F1 must beat the majority baseline by this much, or the demo stops: the
+    later stages would have nothing to build on. The gate sits below the plateau SFT reaches before it learns
+    the label in earnest, so a healthy run passes it (README, "Why the demo's settings"). None (the quick CI
+    profile, too few steps and runs to gate CI on macro-F1) checks only that SFT trained: its loss must fall
+    below half of its first value."""
 
 
 PROFILES: dict[str, DemoProfile] = {
-    # quick: 250 SFT steps, so GRPO's rollouts are well-formed answers (after 100 steps 95% of the groups
-    # were all wrong and GRPO rolled out 240 groups to keep 8: 75 s of a 88 s step).
+    # quick: enough SFT steps that GRPO's rollouts are well-formed answers; with fewer, nearly every group was
+    # all wrong and GRPO spent its step rolling out groups to discard (README, "Why the demo's settings").
     "quick": DemoProfile(
         name="quick", n_pairs=8000, eval_rows=256, eval_generate_rows=32, sft_steps=250, sft_batch=32,
         sft_lr=3e-3, sft_label_weight=20.0, passn_prompts=32, passn_n=4, dpo_steps=8, dpo_lr=2e-5,
@@ -177,9 +178,8 @@ def _model_of(ctx: StageContext, stage: str) -> Path:
 
 
 def _verl_env(recipe: str) -> dict[str, str]:
-    # GRPO: one intra-op thread; with two cores and Ray/vLLM beside the trainer, OpenMP barriers stall
-    # (docs/architecture.md, measured 2.5-40x slower with the default). SFT runs alone: two threads
-    # (measured 3.5 vs 2.5 steps/s on 2 cores; more were not measured).
+    # GRPO: one intra-op thread; with two cores and Ray/vLLM beside the trainer, OpenMP barriers stall. SFT
+    # runs alone in its stage: two threads are faster there (README, "Why the demo's settings").
     threads = str(min(2, os.cpu_count() or 1)) if recipe == "sft" else "1"
     return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
@@ -295,7 +295,7 @@ def stage_passn(ctx: StageContext, out: Path) -> dict[str, Any]:
     data = ctx.stage_dir("data")
     # Prompts from the RL set (the tracker seed must use its indices) in the training data's natural label
     # mix: the RL set is class-balanced, and DPO on balanced chosen labels against the model's usual
-    # mistakes shifted a tiny model's label prior so far that macro-F1 fell from 0.37 to 0.06.
+    # mistakes shifted a tiny model's label prior wholesale (README, "Why the demo's settings").
     table = pq.read_table(data / "rl_train.parquet")
     gold = [str(rl_rows.gold_level({"reward_model": rm}, "taosr1", f"rl_train.parquet row {i}"))
             for i, rm in enumerate(table.column("reward_model").to_pylist())]
@@ -399,7 +399,7 @@ def grpo_overrides(ctx: StageContext, out: Path, model: Path, sampler: str = "ta
         difficulty = ctx.stage_dir("passn") / "passn" / "difficulty.parquet"
         overrides.append(f"++trainer.v1.sampler.sampler_kwargs.passn_path={difficulty}")
         # A model that cannot write the format makes every group constant: fail loudly instead of rolling
-        # out without end (a healthy step here finishes 14-26 groups).
+        # out without end (25 batches' worth is far more than a healthy step finishes).
         overrides.append(f"trainer.v1.sampler.sampler_kwargs.max_groups_per_step={25 * prof.grpo_batch}")
     elif sampler == "verl":
         # verl's built-in std-zero filter and random prompt order, for comparison on the same seed.

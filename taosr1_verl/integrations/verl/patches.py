@@ -22,7 +22,7 @@ Each patch is idempotent, fixes one observed failure, and is applied only by
 5. :func:`patch_cpu_logprobs`: without flash-attn's fused cross-entropy, verl computes token
    log-probabilities with one ``logsumexp`` per row in a Python loop (to bound GPU memory). In a
    no-padding batch the rows are tokens: thousands of tiny ops forward and as many autograd nodes
-   backward, measured at about half of a tiny model's SFT step on CPU. On the CPU platform fp32/fp64
+   backward, a large share of a tiny model's SFT step on CPU. On the CPU platform fp32/fp64
    logits take one vectorised ``logsumexp`` (same values; host memory holds the logits anyway).
 
 One fix is a version-compatibility fix, needed on every platform, and applied by
