@@ -37,11 +37,12 @@ logger = logging.getLogger(__name__)
 TRAINER_MODE = "taosr1_sync"
 
 
-def dataset_keys_and_levels(dataframe: Any, schema_name: str = "taosr1") -> tuple[np.ndarray, np.ndarray]:
+def dataset_keys_and_levels(dataframe: Any, schema_name: str = "taosr1",
+                            source: str = "train dataset") -> tuple[np.ndarray, np.ndarray]:
     """Tracker key (``extra_info.index``) and class level of every row of an RL dataset's table
     (:mod:`taosr1_verl.rl_rows`).
 
-    A row without ``extra_info.index`` is refused: verl's ``RLHFDataset`` keys it as index 0, so the replay
+    A row without ``extra_info.index`` is refused, named as ``<source> row <i>``: verl's ``RLHFDataset`` keys it as index 0, so the replay
     buffer would credit its groups to another prompt than the one the policy picked. A row whose ground truth
     is not a label of the schema is balanced in a class of its own (``UNKNOWN_LEVEL``).
 
@@ -59,7 +60,7 @@ def dataset_keys_and_levels(dataframe: Any, schema_name: str = "taosr1") -> tupl
     levels = np.empty(n, dtype=np.int64)
     for i, (info, reward_model) in enumerate(zip(extra, rm, strict=True)):
         row = {"extra_info": info, "reward_model": reward_model}
-        keys[i] = rl_rows.row_index(row, f"train dataset row {i}")
+        keys[i] = rl_rows.row_index(row, f"{source} row {i}")
         levels[i] = rl_rows.class_level(row, schema_name)
     return keys, levels
 
@@ -93,7 +94,10 @@ class TaoSR1SyncTrainer(PPOTrainerSync):
         # verl's own buffer: a tracker of our own (nothing feeds it) and the default options.
         tracker, rule, opts = (rb.tracker, rb.rule, rb.options) if ours else (DifficultyTracker(), GroupRule(),
                                                                               BufferOptions())
-        keys, levels = dataset_keys_and_levels(self.train_dataset.dataframe, opts.schema)
+        files = self.config.data.train_files
+        files = [str(f) for f in files] if not isinstance(files, str) else [files]
+        keys, levels = dataset_keys_and_levels(self.train_dataset.dataframe, opts.schema,
+                                               f"data.train_files {', '.join(files)}")
         policy_kw = dict(opts.policy or {})
         policy_kw.setdefault("seed", int(self.config.data.get("seed") or 0))
         group_size = opts.group_size or int(self.config.actor_rollout_ref.rollout.n)
