@@ -23,6 +23,7 @@ from taosr1_verl.run_manifest import sigterm_as_interrupt
 
 # One line per stage; keep alphabetical.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "taosr1_verl.commands.ablate",
     "taosr1_verl.commands.autofas",
     "taosr1_verl.commands.check",
     "taosr1_verl.commands.data",
