@@ -1,8 +1,8 @@
 """AutoFAS student vs the teacher's first-token scoring: per-item cost of a whole request on this machine.
 
-1. A teacher cache (``--teacher-cache``, or synthetic pairs with gold-derived soft labels), then the AutoFAS
-   run (``taosr1_verl.autofas.run``: latency table with the vectorised extraction, search at ``--budget-us``,
-   retrain, ONNX export).
+1. A teacher cache (``--teacher-cache``, or synthetic pairs with gold-derived soft labels), then one AutoFAS
+   run per budget of ``--budgets-us`` (``taosr1_verl.autofas.run``: latency table with the vectorised
+   extraction, search, retrain, ONNX export).
 2. One request = one query x ``--batch`` candidates of a catalog (the held-out items). Per-item cost, all
    rows interleaved in one process, medians over ``--repeats``:
    - student, model only: ONNX Runtime on features computed beforehand;
@@ -61,7 +61,8 @@ def main() -> None:
     p.add_argument("--teacher-cache", help="teacher cache parquet (default: synthetic pairs, gold-derived soft labels)")
     p.add_argument("--pairs", type=int, default=4000, help="synthetic pairs without --teacher-cache")
     p.add_argument("--epochs", type=int, default=12, help="search and retraining epochs")
-    p.add_argument("--budget-us", type=float, default=1.0, help="search budget, µs/item (table, incl. extraction)")
+    p.add_argument("--budgets-us", default="0.5,1.0", help="search budgets, µs/item (table, incl. extraction): one "
+                   "student each")
     p.add_argument("--batch", type=int, default=1024, help="candidates per request")
     p.add_argument("--teacher-model", help="the tiny teacher's checkpoint (default: the untrained demo model)")
     p.add_argument("--instructions", default="none", help="prompt instructions of --teacher-model")
@@ -81,51 +82,23 @@ def main() -> None:
     else:
         table = build_teacher_cache(generate_synthetic(args.pairs, seed=0), tmp / "teacher.parquet",
                                     scorer=gold_soft_teacher("taosr1"), teacher="gold-soft")
-    cfg = AutoFASConfig(features=FeatureConfig(), search=SearchConfig(epochs=args.epochs, budget_us=args.budget_us),
-                        train=TrainConfig(epochs=args.epochs), batch_size=args.batch, threads=1, n_random=3)
-    t0 = time.perf_counter()
-    report = run_autofas(table, tmp / "run", cfg)
-    search_s = time.perf_counter() - t0
-    st = report["student"]
-    fields = st["arch"]["fields"]
-
-    ex = FeatureExtractor.from_dict(json.loads((tmp / "run" / "features.json").read_text()))
-    _, test_rows = split_by_query(table.pairs, cfg.test_fraction, "test")
-    catalog_pairs = [table.pairs[i] for i in test_rows]
-    rows = np.resize(np.arange(len(catalog_pairs)), args.batch)
-    cands = [catalog_pairs[i] for i in rows]
-    queries = list(dict.fromkeys(p.query for p in catalog_pairs))[:16]
-    # The reference path reads Pair objects: each query's candidate pairs are made before timing.
-    ref_cands = {q: [_with_query(c, q) for c in cands] for q in queries}
-    scorer = StudentScorer(ex, tmp / "run" / "student.onnx", threads=1).index(catalog_pairs)
-    feats = ex.transform(cands, fields=fields)
-    q_iter = iter(range(10**9))
-
-    def query() -> str:
-        return queries[next(q_iter) % len(queries)]
-
-    def student_model() -> object:
-        return scorer.sess.run(None, feats)
-
-    def student_precomputed() -> object:
-        return scorer.score(query(), rows)
-
-    def student_per_request() -> object:
-        return scorer.score_pairs(query(), cands)
-
-    def student_python() -> object:
-        return scorer.sess.run(None, ex.transform_reference(ref_cands[query()], fields=fields))
-
-    # The vectorised and the reference extraction give the same arrays (tests/autofas/test_columnar_on_cpu.py).
-    q0 = queries[0]
-    a = ex.request(q0, scorer.catalog, rows, fields)
-    b = ex.transform_reference(ref_cands[q0], fields=fields)
-    assert all(np.array_equal(a[f], b[f]) for f in fields)
+    budgets = [float(b) for b in args.budgets_us.split(",") if b.strip()]
+    students: dict[str, Callable[[], object]] = {}
+    infos = []
+    for budget in budgets:
+        cfg = AutoFASConfig(features=FeatureConfig(), search=SearchConfig(epochs=args.epochs, budget_us=budget),
+                            train=TrainConfig(epochs=args.epochs), batch_size=args.batch, threads=1, n_random=3)
+        run_dir = tmp / f"run_{budget:g}"
+        t0 = time.perf_counter()
+        report = run_autofas(table, run_dir, cfg)
+        infos.append((budget, report, time.perf_counter() - t0))
+        students.update(_student_rows(table, cfg, run_dir, report, budget, args.batch))
 
     teachers: dict[str, Callable[[], object]] = {}
     n_items: dict[str, int] = {}
+    _, test_rows = split_by_query(table.pairs, 0.2, "test")
     by_query: dict[str, list] = {}
-    for pair in catalog_pairs:
+    for pair in (table.pairs[i] for i in test_rows):
         by_query.setdefault(query_key(pair), []).append(pair)
     groups = [g for g in by_query.values()][: args.teacher_queries]
     big = generate_synthetic(args.teacher_candidates, seed=99, items_per_query=args.teacher_candidates)
@@ -163,10 +136,6 @@ def main() -> None:
         teachers[f"teacher {name}, 1 query x {len(big)} candidates"] = one
         n_items[f"teacher {name}, 1 query x {len(big)} candidates"] = len(big)
 
-    students = {"student: model only (features given)": student_model,
-                "student end to end: item side precomputed": student_precomputed,
-                "student end to end: item side per request": student_per_request,
-                "student end to end: per-pair Python extraction": student_python}
     samples: dict[str, list[float]] = {k: [] for k in [*students, *teachers]}
     for fn in students.values():
         fn()  # warm-up
@@ -177,24 +146,55 @@ def main() -> None:
             samples[k].append(per_item_us(fn, n_items[k]))
     med = {k: statistics.median(v) for k, v in samples.items()}
 
-    m = st["metrics"]
-    print(f"\nAutoFAS bench: teacher cache `{table.teacher}` ({len(table.pairs)} pairs); search + retrain + export "
-          f"{search_s:.0f} s. Threads: torch 1, ONNX Runtime 1 (intra-op), OMP 1. Medians of {args.repeats} "
-          f"interleaved repeats; a request = 1 query x {args.batch} candidates from a catalog of "
-          f"{len(catalog_pairs)} held-out items; teacher batch {args.teacher_batch}, shared-prefix reuse.")
-    print(f"Student: fields {fields}, ops {st['arch']['ops']}; budget {report['search']['budget_us']:.2f} µs/item, "
-          f"table {st['table_us']:.2f} µs/item (vectorised extraction, item side precomputed, + model).")
-    print(f"Held-out agreement: AUC(Good) {m['auc_good']:.3f}, AUC(not Bad) {m['auc_not_bad']:.3f}, "
-          f"overlap@{m['k']} {m['overlap_at_k']:.3f}, NDCG@5 {m.get('ndcg_student', float('nan')):.3f}; random "
-          f"archs at equal latency: {json.dumps({k: round(v, 3) for k, v in report.get('random_mean', {}).items()})}\n")
-    student_keys = [k for k in students if "end to end" in k]
-    print("| scorer | µs per item | " + " | ".join(f"teacher / ({k.split(': ')[1]})" for k in student_keys) + " |")
-    print("|---|---|" + "---|" * len(student_keys))
+    print(f"\nAutoFAS bench: teacher cache `{table.teacher}` ({len(table.pairs)} pairs). Threads: torch 1, ONNX "
+          f"Runtime 1 (intra-op), OMP 1. Medians of {args.repeats} interleaved repeats; a request = 1 query x "
+          f"{args.batch} candidates from the held-out items; teacher batch {args.teacher_batch}, shared-prefix reuse.")
+    for budget, report, secs in infos:
+        st, m = report["student"], report["student"]["metrics"]
+        print(f"- budget {budget:g} µs/item: fields {st['arch']['fields']}, ops {st['arch']['ops']}, table "
+              f"{st['table_us']:.2f} µs/item; held-out AUC(Good) {m['auc_good']:.3f}, NDCG@5 "
+              f"{m.get('ndcg_student', float('nan')):.3f} (random archs at equal latency: AUC(Good) "
+              f"{report.get('random_mean', {}).get('auc_good', float('nan')):.3f}); search + retrain + export {secs:.0f} s")
+    tkeys = list(teachers)
+    print("\n| scorer | µs per item | " + " | ".join(f"{k} / scorer" for k in tkeys) + " |")
+    print("|---|---|" + "---|" * len(tkeys))
     for k, v in med.items():
-        if k.startswith("teacher"):
-            print(f"| {k} | {v:,.1f} | " + " | ".join(f"{v / med[s]:,.0f}x" for s in student_keys) + " |")
-        else:
-            print(f"| {k} | {v:,.3f} |" + " |" * len(student_keys))
+        ratios = "" if k in teachers else " | ".join(f"{med[t] / v:,.0f}x" for t in tkeys)
+        print(f"| {k} | {v:,.3f} | {ratios or ' | '.join('' for _ in tkeys)} |")
+
+
+def _student_rows(table, cfg: AutoFASConfig, run_dir: Path, report: dict, budget: float,
+                  batch: int) -> dict[str, Callable[[], object]]:
+    """The timed callables of one student: model only, end to end with the item side precomputed, built per
+    request, and with the per-pair Python extraction. Each request cycles through held-out queries."""
+    fields = report["student"]["arch"]["fields"]
+    ex = FeatureExtractor.from_dict(json.loads((run_dir / "features.json").read_text()))
+    _, test_rows = split_by_query(table.pairs, cfg.test_fraction, "test")
+    catalog_pairs = [table.pairs[i] for i in test_rows]
+    rows = np.resize(np.arange(len(catalog_pairs)), batch)
+    cands = [catalog_pairs[i] for i in rows]
+    queries = list(dict.fromkeys(p.query for p in catalog_pairs))[:16]
+    # The reference path reads Pair objects: each query's candidate pairs are made before timing.
+    ref_cands = {q: [_with_query(c, q) for c in cands] for q in queries}
+    scorer = StudentScorer(ex, run_dir / "student.onnx", threads=1).index(catalog_pairs)
+    feats = ex.transform(cands, fields=fields)
+    # The vectorised and the reference extraction give the same arrays (tests/autofas/test_columnar_on_cpu.py).
+    a = ex.request(queries[0], scorer.catalog, rows, fields)
+    b = ex.transform_reference(ref_cands[queries[0]], fields=fields)
+    assert all(np.array_equal(a[f], b[f]) for f in fields)
+    step = iter(range(10**9))
+
+    def query() -> str:
+        return queries[next(step) % len(queries)]
+
+    name = f"student @ {budget:g} µs budget"
+    return {
+        f"{name}: model only (features given)": lambda: scorer.sess.run(None, feats),
+        f"{name}: end to end, item side precomputed": lambda: scorer.score(query(), rows),
+        f"{name}: end to end, item side per request": lambda: scorer.score_pairs(query(), cands),
+        f"{name}: end to end, per-pair Python extraction":
+            lambda: scorer.sess.run(None, ex.transform_reference(ref_cands[query()], fields=fields)),
+    }
 
 
 def _with_query(pair, query: str):

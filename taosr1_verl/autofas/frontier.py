@@ -515,6 +515,8 @@ def render_cascade(report: Mapping[str, Any]) -> str:
 def plot_frontier(out_dir: str | os.PathLike[str], report: Mapping[str, Any]) -> list[str]:
     """``frontier.png``: AUC(Good) and NDCG@5 against µs/item, one curve per method (mean over seeds, bars
     min-max); ``cascade.png``: recall of the teacher's Good items against cost per query."""
+    from matplotlib import ticker
+
     from taosr1_verl.plots import figure
 
     out = Path(out_dir)
@@ -528,17 +530,21 @@ def plot_frontier(out_dir: str | os.PathLike[str], report: Mapping[str, Any]) ->
                 if not rs:
                     continue
                 y = [r[metric]["mean"] for r in rs]
-                err = [[r[metric]["mean"] - r[metric]["min"] for r in rs],
-                       [r[metric]["max"] - r[metric]["mean"] for r in rs]]
+                # Clipped at 0: a mean of equal values can round a hair past its min or max.
+                err = [[max(r[metric]["mean"] - r[metric]["min"], 0.0) for r in rs],
+                       [max(r[metric]["max"] - r[metric]["mean"], 0.0) for r in rs]]
                 ax.errorbar([_cost(r) for r in rs], y, yerr=err, marker="o", capsize=3, label=method,
                             color=colours[method])
             for b in report["budgets_us"]:
                 ax.axvline(b, color="k", alpha=0.08)
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
             ax.set_xlabel("µs per item (deployed request: extraction + model)")
             ax.set_ylabel(name)
             ax.legend(fontsize=8)
-        fig.suptitle(f"teacher: {report['teacher']}; budgets as grey lines", fontsize=9)
+        fig.suptitle(f"teacher: {report['teacher']}; search budgets (table µs) as grey lines; mean over seeds, "
+                     "bars min-max", fontsize=9)
     if report.get("cascade_pairs") and report.get("teacher_us"):
         ks = [str(k) for k in report["config"]["cascade_k"]]
         t_us = report["teacher_us"]
