@@ -47,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", type=output_dir, default="runs/ablate",
                    help="where each seed's stages and the table go (default: runs/ablate)")
     p.add_argument("--profile", choices=tuple(PROFILES), default="full",
-                   help="'full': 3 seeds, the README's table (about 2 h on 2 idle cores); 'micro': one seed, "
-                        "tiny sizes (CI check of the runner, a few minutes)")
+                   help="'full': 3 seeds, the README's table (about 70 min of stage time on 2 idle cores); 'long': "
+                        "the same with 5,000 SFT steps (about 2 h); 'micro': one seed, tiny sizes (CI check of the "
+                        "runner, a few minutes)")
     p.add_argument("--rows", type=_rows, default=None,
                    help=f"comma-separated rows to run (default: all of {','.join(ROW_IDS)})")
     p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (default: the profile's)")

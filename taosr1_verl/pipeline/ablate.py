@@ -73,6 +73,18 @@ PROFILES: dict[str, AblationProfile] = {
             dpo_lr=5e-5, grpo_steps=10, grpo_batch=16, grpo_n=8, grpo_lr=3e-4, min_sft_gain=None,
         ),
     ),
+    # long: full with 5,000 SFT steps. Added after the full profile's seed 0: at 2,200 steps SFT on the
+    # imperfect teacher's answers was still on the label plateau (never Mismatch or Irrelevant; macro-F1
+    # 0.28), so no later stage had a model to correct. Everything else as in full; 5,000 keeps three seeds
+    # near the 2-hour budget at the 8 SFT steps/s measured on an idle machine.
+    "long": AblationProfile(
+        name="long", seeds=(0, 1, 2),
+        stages=DemoProfile(
+            name="ablate-long", n_pairs=60000, eval_rows=1000, eval_generate_rows=300, sft_steps=5000,
+            sft_batch=32, sft_lr=2e-3, sft_label_weight=20.0, passn_prompts=256, passn_n=8, dpo_steps=60,
+            dpo_lr=5e-5, grpo_steps=10, grpo_batch=16, grpo_n=8, grpo_lr=3e-4, min_sft_gain=None,
+        ),
+    ),
     # micro: the CI check of the runner end to end (one seed, tiny sizes; says nothing about the order).
     "micro": AblationProfile(
         name="micro", seeds=(0,),
