@@ -43,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from taosr1_verl.autofas import text as txt
 from taosr1_verl.data.pairs import Pair
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class Tokens:
     """Row ``i``'s tokens are ``offsets[i]:offsets[i + 1]``."""
 
     def strings(self, stem: bool = False) -> pa.LargeStringArray:
-        """The tokens (stemmed with ``features._stem`` when ``stem``) as one flat string array."""
+        """The tokens (stemmed with :func:`.text.stem` when ``stem``) as one flat string array."""
         return _from_spans(self.data, self.starts, self._stem_lens() if stem else self.lens)
 
     def _stem_lens(self) -> np.ndarray:
@@ -279,7 +280,7 @@ def _bigrams(tok: Tokens, strings: pa.LargeStringArray) -> tuple[pa.Array, np.nd
 
 
 def _chargrams(tok: Tokens, stem: bool) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """``features._chargrams``: trigrams of ``#word#``, word by word: ``(strings, rows, index within the row)``."""
+    """:func:`.text.chargrams`: trigrams of ``#word#``, word by word: ``(strings, rows, index within the row)``."""
     lens = tok._stem_lens() if stem else tok.lens
     rows = tok.row_ids()
     padded = lens + 2
@@ -517,8 +518,6 @@ def _pad(rows: list[list[int]], fill: int = -1, dtype: type = np.int64) -> np.nd
 def encode_queries(ex: FeatureExtractor, items: ItemFeatures, queries: Sequence[str],
                    fields: Sequence[str] | None = None) -> QueryFeatures:
     """The query side, once per distinct query: a few words each, in Python with the reference helpers."""
-    from taosr1_verl.autofas.features import _NEGATIONS, _bag, _chargrams, _ngrams, _stem, price_limit, words
-
     want = set(fields) if fields is not None else {s.name for s in ex.specs}
     spec = ex.spec_by_name["query_ngrams"]
     cat_words = _category_words(tuple(ex.categories))
@@ -527,15 +526,15 @@ def encode_queries(ex: FeatureExtractor, items: ItemFeatures, queries: Sequence[
                                              "owner", "phrase", "limit", "has_neg")}
     stems = []
     for q in queries:
-        raw = words(q)
+        raw = txt.words(q)
         if "query_ngrams" in want:
-            rows["ngrams"].append(_bag(_ngrams(raw), spec.name, ex.config.n_buckets, spec.size))
-        qw = [_stem(w) for w in raw]
+            rows["ngrams"].append(txt.bag(txt.ngrams(raw), spec.name, ex.config.n_buckets, spec.size))
+        qw = [txt.stem(w) for w in raw]
         stems.append(qw)
         qs = list(dict.fromkeys(qw))
-        neg_at = next((i for i, w in enumerate(qw) if w in _NEGATIONS), None)
+        neg_at = next((i for i, w in enumerate(qw) if w in txt.NEGATIONS), None)
         negated = set(qw[neg_at + 1 : neg_at + 3]) if neg_at is not None else set()
-        positive = set(qs) - negated - set(_NEGATIONS)
+        positive = set(qs) - negated - set(txt.NEGATIONS)
         rows["words"].append([vw.get(w) for w in qs])
         rows["pos"].append([w in positive for w in qs])
         rows["neg"].append([w in negated for w in qs])
@@ -543,12 +542,12 @@ def encode_queries(ex: FeatureExtractor, items: ItemFeatures, queries: Sequence[
         rows["has_neg"].append(bool(negated))
         if "text_match" in want:
             rows["bigrams"].append([vb.get(f"{a}_{b}") for a, b in dict.fromkeys(zip(qw, qw[1:], strict=False))])
-            rows["chargrams"].append([vc.get(c) for c in dict.fromkeys(_chargrams(qw))])
+            rows["chargrams"].append([vc.get(c) for c in dict.fromkeys(txt.chargrams(qw))])
         owned = [(vk.get(k), j) for j, w in enumerate(qs) if w in positive for k in ex.value_keys.get(w, ())]
         rows["keys"].append([k for k, _ in owned])
         rows["owner"].append([j for _, j in owned])
         rows["phrase"].append(" ".join(qw))
-        lim = price_limit(q)
+        lim = txt.price_limit(q)
         rows["limit"].append(np.nan if lim is None else lim)
     n = len(queries)
     return QueryFeatures(

@@ -28,23 +28,26 @@ Example:
 from __future__ import annotations
 
 import math
-import re
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from taosr1_verl.autofas.text import (
+    NEGATIONS,
+    bag,
+    chargrams,
+    jaccard,
+    ngrams,
+    price_limit,
+    stem,
+    words,
+)
 from taosr1_verl.data.pairs import Pair
 
 if TYPE_CHECKING:
     from taosr1_verl.autofas.columnar import ItemFeatures
-
-_WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
-# "under $50", "below 50 dollars", "less than 50", "cheaper than 50", "< 50", "max 50"
-_PRICE_LIMIT = re.compile(r"(?:under|below|less than|cheaper than|max|<)\s*\$?\s*([0-9]+(?:\.[0-9]+)?)")
-_NEGATIONS = ("without", "not", "no", "non", "except", "excluding")
 
 
 @dataclass(frozen=True)
@@ -100,47 +103,6 @@ def field_specs(config: FeatureConfig) -> tuple[FieldSpec, ...]:
     )
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens. Example: ``words("Red Sofa, 2.5m") == ["red", "sofa", "2.5", "m"]``."""
-    return _WORD.findall(text.lower())
-
-
-def _stem(w: str) -> str:
-    # Plural-insensitive matching ("sofas" vs "sofa"); deliberately crude and cheap.
-    return w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-
-
-def _hash(token: str, salt: str, n_buckets: int) -> int:
-    return zlib.crc32(f"{salt}\x1f{token}".encode()) % (n_buckets - 1) + 1
-
-
-def _bag(tokens: Sequence[str], salt: str, n_buckets: int, length: int) -> list[int]:
-    ids = [_hash(t, salt, n_buckets) for t in tokens[:length]]
-    return ids + [0] * (length - len(ids))
-
-
-def _ngrams(ws: Sequence[str]) -> list[str]:
-    return list(ws) + [f"{a}_{b}" for a, b in zip(ws, ws[1:], strict=False)]
-
-
-def _chargrams(ws: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    for w in ws:
-        padded = f"#{w}#"
-        out.extend(padded[i : i + 3] for i in range(len(padded) - 2))
-    return out
-
-
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 0.0
-
-
-def price_limit(query: str) -> float | None:
-    """The price limit a query states, if any. Example: ``price_limit("sofa under $300") == 300.0``."""
-    m = _PRICE_LIMIT.search(query.lower())
-    return float(m.group(1)) if m else None
-
-
 class FeatureExtractor:
     """Turns pairs into per-field numpy arrays; :meth:`fit` learns the attribute-value vocabulary and the
     dense-field standardisation. State round-trips through :meth:`to_dict` / :meth:`from_dict` (JSON)."""
@@ -165,9 +127,9 @@ class FeatureExtractor:
         for p in pairs:
             for k, v in p.attributes.items():
                 for w in words(str(v)):
-                    value_keys.setdefault(_stem(w), set()).add(str(k).lower())
+                    value_keys.setdefault(stem(w), set()).add(str(k).lower())
             if p.category:
-                cats.add(" ".join(_stem(w) for w in words(p.category)))
+                cats.add(" ".join(stem(w) for w in words(p.category)))
         self.value_keys = {w: sorted(ks) for w, ks in sorted(value_keys.items())}
         self.categories = sorted(c for c in cats if c)
         self.dense_mean, self.dense_std = {}, {}
@@ -219,7 +181,7 @@ class FeatureExtractor:
             for p in pairs:
                 toks = self._bag_tokens(p, want)
                 for s in bags:
-                    rows[s.name].append(_bag(toks[s.name], s.name, self.config.n_buckets, s.size))
+                    rows[s.name].append(bag(toks[s.name], s.name, self.config.n_buckets, s.size))
             for s in bags:
                 out[s.name] = np.asarray(rows[s.name], dtype=np.int64).reshape(len(pairs), s.size)
         dense_names = [s.name for s in self.specs if s.kind == "dense" and s.name in want]
@@ -239,11 +201,11 @@ class FeatureExtractor:
         tw = words(p.title) if want & {"title_ngrams", "title_chargrams"} else []
         cat = "_".join(words(p.category)) or "<none>"
         if "query_ngrams" in want:
-            out["query_ngrams"] = _ngrams(qw)
+            out["query_ngrams"] = ngrams(qw)
         if "title_ngrams" in want:
-            out["title_ngrams"] = _ngrams(tw)
+            out["title_ngrams"] = ngrams(tw)
         if "title_chargrams" in want:
-            out["title_chargrams"] = _chargrams(tw)
+            out["title_chargrams"] = chargrams(tw)
         if "attr_tokens" in want:
             attr: list[str] = []
             for k, v in p.attributes.items():
@@ -254,7 +216,7 @@ class FeatureExtractor:
         if "category_id" in want:
             out["category_id"] = [cat]
         if "query_x_category" in want:
-            out["query_x_category"] = [f"{_stem(w)}|{cat}" for w in qw]
+            out["query_x_category"] = [f"{stem(w)}|{cat}" for w in qw]
         return out
 
     def _dense(self, pairs: Sequence[Pair], names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -262,29 +224,29 @@ class FeatureExtractor:
         cols: dict[str, list[list[float]]] = {n: [] for n in names}
         cat_words = {w for c in self.categories for w in c.split()}
         for p in pairs:
-            qw = [_stem(w) for w in words(p.query)]
-            tw = [_stem(w) for w in words(p.title)]
+            qw = [stem(w) for w in words(p.query)]
+            tw = [stem(w) for w in words(p.title)]
             qs, ts = set(qw), set(tw)
-            neg_at = next((i for i, w in enumerate(qw) if w in _NEGATIONS), None)
+            neg_at = next((i for i, w in enumerate(qw) if w in NEGATIONS), None)
             # Words after a negation are what the user does NOT want.
             negated = set(qw[neg_at + 1 : neg_at + 3]) if neg_at is not None else set()
-            positive = qs - negated - set(_NEGATIONS)
+            positive = qs - negated - set(NEGATIONS)
             if "text_match" in cols:
                 qb = set(zip(qw, qw[1:], strict=False))
                 tb = set(zip(tw, tw[1:], strict=False))
-                qc, tc = set(_chargrams(qw)), set(_chargrams(tw))
+                qc, tc = set(chargrams(qw)), set(chargrams(tw))
                 cols["text_match"].append([
                     len(positive & ts) / max(len(positive), 1),
                     len(qs & ts) / max(len(ts), 1),
-                    _jaccard(qs, ts),
+                    jaccard(qs, ts),
                     len(qb & tb) / max(len(qb), 1),
-                    _jaccard(qc, tc),
+                    jaccard(qc, tc),
                     float(bool(qw) and " ".join(qw) in " ".join(tw)),
                 ])
             if "attr_match" in cols:
                 item_vals: dict[str, set[str]] = {}
                 for k, v in p.attributes.items():
-                    item_vals.setdefault(str(k).lower(), set()).update(_stem(w) for w in words(str(v)))
+                    item_vals.setdefault(str(k).lower(), set()).update(stem(w) for w in words(str(v)))
                 all_vals = set().union(*item_vals.values()) if item_vals else set()
                 match = len(positive & all_vals)
                 # A query word that is a value of one of this item's keys, but not this item's value.
@@ -295,7 +257,7 @@ class FeatureExtractor:
                 neg_hit = len(negated & (all_vals | ts))
                 cols["attr_match"].append([float(match), float(conflict), float(neg_hit), float(bool(negated))])
             if "category_match" in cols:
-                cw = {_stem(w) for w in words(p.category)}
+                cw = {stem(w) for w in words(p.category)}
                 other = (positive & cat_words) - cw - ts
                 cols["category_match"].append([float(bool(positive & cw)), float(bool(other))])
             if "price" in cols:

@@ -573,7 +573,7 @@ def measure_teacher_us(model_dir: str | os.PathLike[str], pairs: Sequence[Any], 
     ``repeats``, torch threads pinned."""
     import time
 
-    from taosr1_verl.autofas.latency import torch_threads
+    from taosr1_verl.autofas.runtime import torch_threads
     from taosr1_verl.prompts import PromptConfig
     from taosr1_verl.scoring.hf import HFScorer
 

@@ -33,14 +33,9 @@ import numpy as np
 import torch
 
 from taosr1_verl.autofas.features import FeatureConfig, FeatureExtractor
-from taosr1_verl.autofas.latency import (
-    EXTRACTION,
-    ItemFeatureMode,
-    LatencyTable,
-    measure_latency_table,
-    torch_threads,
-)
+from taosr1_verl.autofas.latency import EXTRACTION, ItemFeatureMode, LatencyTable, measure_latency_table
 from taosr1_verl.autofas.report import agreement_metrics, plot_report, write_report
+from taosr1_verl.autofas.runtime import torch_threads
 from taosr1_verl.autofas.search import SearchConfig, SearchResult, random_architecture, run_search
 from taosr1_verl.autofas.space import Architecture, SearchSpace
 from taosr1_verl.autofas.student import (

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from taosr1_verl.autofas.features import FeatureExtractor
-from taosr1_verl.autofas.latency import export_onnx, ort_session, time_per_item_us, torch_threads
+from taosr1_verl.autofas.runtime import export_onnx, ort_session, time_per_item_us, torch_threads
 from taosr1_verl.autofas.student import StudentNet, export_student, to_tensors
 from taosr1_verl.data.pairs import Pair
 

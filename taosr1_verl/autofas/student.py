@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from taosr1_verl.autofas.features import FeatureConfig, FieldSpec
-from taosr1_verl.autofas.latency import export_onnx, ort_session, time_per_item_us, torch_threads
+from taosr1_verl.autofas.runtime import export_onnx, ort_session, time_per_item_us, torch_threads
 from taosr1_verl.autofas.space import Architecture, FieldEncoder
 
 logger = logging.getLogger(__name__)
