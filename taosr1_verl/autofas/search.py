@@ -15,8 +15,7 @@ After the search the discrete student is derived (:meth:`SuperNet.derive`) and, 
 still above the budget, repaired by dropping the least probable fields, then narrowing layers. If it is below
 the budget, the fields the search left out are added back, most probable first, while the student still fits
 (:func:`fill`): the relaxed search meets the budget in expectation with gates near one half, and thresholding
-them at 0.5 can leave much of the budget unused (measured: at the lowest budgets the derived student spent a
-third of it; see the frontier in the README).
+them at 0.5 can leave much of the budget unused (the README's frontier section has the measurement).
 
 Example:
     >>> cfg = SearchConfig(epochs=4, budget_us=1.0)
