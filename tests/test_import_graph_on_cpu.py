@@ -10,14 +10,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REBUILDING = "taosr1_verl.autofas"
-"""AutoFAS is being rebuilt in parallel (issue 20) and its new modules have cycles and private imports; it is
-held to the same rules by the xfail test below, which starts passing once that work is cleaned up. Remove
-this exemption then."""
-
-
-def _outside(names: list[str]) -> bool:
-    return not all(n.startswith(REBUILDING) for n in names)
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +23,11 @@ def ig():
 
 
 def test_the_package_has_no_import_cycle(ig):
-    assert [c for c in ig.cycles(ig.build()) if _outside(c)] == []
+    assert ig.cycles(ig.build()) == []
 
 
 def test_no_module_imports_a_private_name_of_another(ig):
-    found = ig.private_imports()
-    assert [p for p in found if not p.startswith(REBUILDING.replace(".", "/") + "/")] == []
-
-
-@pytest.mark.xfail(reason="AutoFAS rebuild in progress (issue 20): its cycles and private imports", strict=False)
-def test_autofas_has_no_cycle_or_private_import_either(ig):
-    assert ig.cycles(ig.build()) == [] and ig.private_imports() == []
+    assert ig.private_imports() == []
 
 
 def test_architecture_md_shows_the_import_graph_of_the_code(ig):
